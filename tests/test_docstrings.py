@@ -1,0 +1,74 @@
+"""Every public name is documented: parameters, fitted attributes, numpydoc form."""
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpydoc.docscrape import ClassDoc
+from numpydoc.validate import validate
+
+import skvae
+from skvae import VAETransformer
+
+PUBLIC_METHODS = [
+    "fit",
+    "transform",
+    "fit_transform",
+    "inverse_transform",
+    "sample",
+    "score_samples",
+    "score",
+]
+
+# numpydoc checks we hold ourselves to. Left out: "SA01"/"EX01" per method (See
+# Also and Examples live on the class), "ES01" (extended summary), "RT02" (named
+# return values are scikit-learn's style).
+CHECKED_CODES = {
+    "GL01", "GL02", "GL03", "GL05", "GL06", "GL07", "GL08", "GL10",
+    "SS01", "SS02", "SS03", "SS04", "SS05", "SS06",
+    "PR01", "PR02", "PR03", "PR04", "PR05", "PR06", "PR07", "PR08", "PR09", "PR10",
+    "RT01", "RT03", "RT04", "RT05",
+    "YD01",
+}  # fmt: skip
+
+
+def numpydoc_errors(name):
+    result = validate(name)
+    return [
+        (code, message) for code, message in result["errors"] if code in CHECKED_CODES
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["skvae.VAETransformer"] + [f"skvae.VAETransformer.{m}" for m in PUBLIC_METHODS],
+)
+def test_numpydoc_validation(name):
+    assert numpydoc_errors(name) == []
+
+
+def test_class_has_a_runnable_examples_section():
+    doc = ClassDoc(VAETransformer)
+    assert any(">>>" in line for line in doc["Examples"])
+
+
+def test_every_parameter_is_documented():
+    documented = {p.name for p in ClassDoc(VAETransformer)["Parameters"]}
+    assert documented == set(inspect.signature(VAETransformer).parameters)
+
+
+def test_every_fitted_attribute_is_documented():
+    # A DataFrame, so that feature_names_in_ is set too.
+    X = pd.DataFrame(np.random.RandomState(0).randn(40, 3), columns=["a", "b", "c"])
+    vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=2).fit(X)
+    fitted = {
+        name for name in vars(vae) if name.endswith("_") and not name.startswith("_")
+    }
+    documented = {a.name for a in ClassDoc(VAETransformer)["Attributes"]}
+    assert fitted == documented
+
+
+def test_package_exports():
+    assert skvae.__all__ == ["VAETransformer", "__version__"]
+    assert isinstance(skvae.__version__, str)

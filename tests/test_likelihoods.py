@@ -1,0 +1,86 @@
+"""Each likelihood against torch.distributions, its mask, mean and sampling."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, Normal
+
+from skvae._likelihoods import BernoulliLikelihood, GaussianLikelihood, make_likelihood
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    lik = GaussianLikelihood(4)
+    with torch.no_grad():
+        lik.raw_variance.copy_(torch.tensor([-1.0, 0.0, 0.5, 2.0]))
+    x, mean = torch.randn(6, 4), torch.randn(6, 4)
+    expected = Normal(mean, lik.variance().sqrt()).log_prob(x).sum(1)
+    torch.testing.assert_close(lik.log_prob(x, mean), expected)
+
+
+def test_gaussian_starts_at_unit_variance():
+    torch.testing.assert_close(GaussianLikelihood(3).variance(), torch.ones(3))
+
+
+def test_gaussian_variance_has_a_floor():
+    # A freely learned variance of a (near-)constant feature would fall to zero and
+    # send the log-density to infinity; the floor keeps it finite.
+    lik = GaussianLikelihood(2, min_variance=1e-3)
+    with torch.no_grad():
+        lik.raw_variance.fill_(-1e4)
+    assert (lik.variance() >= 1e-3).all()
+    x = torch.zeros(1, 2)
+    assert torch.isfinite(lik.log_prob(x, x)).all()
+    assert lik.log_prob(x, x).item() == pytest.approx(-(math.log(2 * math.pi * 1e-3)))
+
+
+def test_bernoulli_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3)
+    x = (torch.rand(5, 3) > 0.5).float()
+    expected = Bernoulli(logits=logits).log_prob(x).sum(1)
+    torch.testing.assert_close(BernoulliLikelihood(3).log_prob(x, logits), expected)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "bernoulli"])
+def test_mask_drops_missing_entries(name):
+    torch.manual_seed(0)
+    lik = make_likelihood(name, 3)
+    x = torch.rand(4, 3)
+    params = torch.randn(4, 3)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 0], [0, 1, 0]]).float()
+    full = lik.log_prob(x, params)
+    masked = lik.log_prob(x, params, mask)
+    torch.testing.assert_close(masked[0], full[0])
+    assert masked[2].item() == 0.0
+    x_changed = x.clone()
+    x_changed[1, 1] = 100.0  # a missing entry's value must not matter
+    torch.testing.assert_close(lik.log_prob(x_changed, params, mask), masked)
+
+
+def test_means():
+    params = torch.tensor([[0.0, 2.0]])
+    torch.testing.assert_close(GaussianLikelihood(2).mean(params), params)
+    torch.testing.assert_close(
+        BernoulliLikelihood(2).mean(params), torch.sigmoid(params)
+    )
+
+
+def test_gaussian_sample_moments_and_generator():
+    lik = GaussianLikelihood(2)
+    with torch.no_grad():
+        lik.raw_variance.copy_(torch.tensor([-3.0, 1.0]))
+    params = torch.tensor([[5.0, -1.0]]).expand(20000, 2)
+    draws = lik.sample(params, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(draws.mean(0), params[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(draws.var(0), lik.variance().detach(), rtol=0.05, atol=0)
+    again = lik.sample(params, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(draws, again)
+
+
+def test_bernoulli_sample_is_binary_with_the_right_rate():
+    params = torch.full((20000, 1), math.log(0.3 / 0.7))
+    draws = BernoulliLikelihood(1).sample(params, torch.Generator().manual_seed(0))
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    assert draws.mean().item() == pytest.approx(0.3, abs=0.02)

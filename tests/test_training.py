@@ -1,0 +1,132 @@
+"""The ELBO and the training loop, independent of scikit-learn."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from skvae._likelihoods import GaussianLikelihood
+from skvae._networks import VAE
+from skvae._training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    elbo_terms,
+    gaussian_kl,
+    negative_elbo,
+    train,
+)
+
+
+def make_vae(n_features=4, seed=0):
+    return VAE(
+        n_features,
+        2,
+        [16],
+        "elu",
+        GaussianLikelihood(n_features),
+        torch.Generator().manual_seed(seed),
+    )
+
+
+def config(**overrides):
+    settings = dict(
+        batch_size=16, learning_rate=1e-2, max_epochs=30, tol=0.0, n_iter_no_change=1000
+    )
+    return TrainingConfig(**{**settings, **overrides})
+
+
+def test_closed_form_kl_matches_torch_distributions():
+    torch.manual_seed(0)
+    mu, log_var = torch.randn(5, 3), torch.randn(5, 3)
+    q = Normal(mu, torch.exp(0.5 * log_var))
+    p = Normal(torch.zeros(3), torch.ones(3))
+    torch.testing.assert_close(gaussian_kl(mu, log_var), kl_divergence(q, p).sum(1))
+
+
+def test_kl_is_zero_at_the_prior():
+    assert gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)).abs().max() == 0
+
+
+def test_elbo_terms_average_over_draws():
+    vae = make_vae()
+    x = torch.randn(3, 4)
+    noise = torch.randn(5, 1, 2)
+    log_lik, kl = elbo_terms(vae, x, noise)
+    mu, log_var = vae.encode(x)
+    per_draw = torch.stack(
+        [
+            vae.likelihood.log_prob(x, vae.decode(vae.reparameterize(mu, log_var, e)))
+            for e in noise
+        ]
+    )
+    torch.testing.assert_close(log_lik, per_draw.mean(0))
+    torch.testing.assert_close(kl, gaussian_kl(mu, log_var))
+
+
+def test_negative_elbo_weights_kl_by_beta():
+    vae = make_vae()
+    x = torch.randn(8, 4)
+    losses = {
+        beta: negative_elbo(vae, x, torch.Generator().manual_seed(0), beta).item()
+        for beta in (0.0, 1.0, 2.0)
+    }
+    # Same noise for each beta: the loss is linear in beta with slope mean KL >= 0.
+    slope = losses[1.0] - losses[0.0]
+    assert slope > 0
+    assert losses[2.0] - losses[1.0] == pytest.approx(slope, rel=1e-4)
+
+
+def test_train_lowers_the_loss_and_records_history():
+    X = torch.randn(200, 4) @ torch.randn(4, 4)
+    vae = make_vae()
+    history = train(vae, X, config(), torch.Generator().manual_seed(0))
+    assert history.n_epochs == 30 and not history.stopped_early
+    assert history.loss[-1] < history.loss[0]
+    assert not vae.training  # left in evaluation mode
+
+
+def test_train_stops_without_improvement():
+    history = train(
+        make_vae(),
+        torch.randn(64, 4),
+        config(tol=1e9, n_iter_no_change=2),
+        torch.Generator().manual_seed(0),
+    )
+    assert history.n_epochs == 3 and history.stopped_early
+
+
+def test_train_is_reproducible_from_the_generator():
+    X = torch.randn(100, 4)
+    runs = []
+    for _ in range(2):
+        vae = make_vae(seed=3)
+        history = train(vae, X, config(max_epochs=5), torch.Generator().manual_seed(7))
+        runs.append((history.loss, [p.detach().clone() for p in vae.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_train_raises_on_non_finite_loss():
+    with pytest.raises(NonFiniteLossError) as info:
+        train(
+            make_vae(),
+            torch.randn(64, 4),
+            config(learning_rate=1e6),
+            torch.Generator().manual_seed(0),
+        )
+    assert not math.isfinite(info.value.loss)
+    assert info.value.epoch >= 1
+
+
+def test_log_receives_one_line_per_epoch():
+    lines = []
+    train(
+        make_vae(),
+        torch.randn(32, 4),
+        config(max_epochs=4),
+        torch.Generator().manual_seed(0),
+        log=lines.append,
+    )
+    assert len(lines) == 4 and lines[0].startswith("epoch")
