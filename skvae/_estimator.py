@@ -8,7 +8,9 @@ import copy
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -60,6 +62,23 @@ def _standardization(X):
     scale = X.std(axis=0, dtype=np.float64)
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
     return mean, scale
+
+
+def _check_numeric_columns(X):
+    """Name the DataFrame columns that are not numbers, before numpy's terser error."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    bad = {
+        str(column): str(dtype)
+        for column, dtype in X.dtypes.items()
+        if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
+    }
+    if bad:
+        raise ValueError(
+            f"VAETransformer needs numeric columns, but these are not: {bad}. "
+            "Encode them first, for example with sklearn.preprocessing.OneHotEncoder "
+            "in a sklearn.compose.ColumnTransformer."
+        )
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -324,6 +343,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return [int(s) for s in sizes]
 
     def _validate_X(self, X, reset):
+        _check_numeric_columns(X)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
         if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(

@@ -336,6 +336,16 @@ def test_fit_rejects_bad_input(X, message):
         check_is_fitted(vae)
 
 
+def test_dataframe_with_text_column_names_the_column(X_small):
+    df = pd.DataFrame(X_small[:, :2], columns=["a", "b"]).assign(city="Oslo")
+    with pytest.raises(
+        ValueError, match=r"not: \{'city': '(object|str)'\}.*OneHotEncoder"
+    ):
+        VAETransformer(**FAST).fit(df)
+    bools = pd.DataFrame(X_small[:, :2], columns=["a", "b"]).assign(flag=True)
+    assert VAETransformer(**FAST).fit(bools).n_features_in_ == 3
+
+
 def test_wrong_number_of_features_at_transform(X_small):
     vae = fitted(X_small)
     with pytest.raises(
