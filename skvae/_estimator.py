@@ -5,6 +5,8 @@ the training loop live in their own torch-only modules.
 """
 
 import copy
+import warnings
+from dataclasses import asdict
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,24 +19,28 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._likelihoods import LIKELIHOODS, make_likelihood
 from ._networks import ACTIVATIONS, VAE
-from ._training import NonFiniteLossError, TrainingConfig, elbo_terms, train
+from ._progress import ProgressBar
+from ._training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    fixed_noise,
+    importance_weighted_bound,
+    make_optimizer,
+    train,
+)
 
 # Rows pushed through the networks at once by transform, inverse_transform,
 # score_samples and sample: large enough to amortise per-call overhead, small
 # enough that a huge input never builds one giant tensor.
 _INFERENCE_BATCH_SIZE = 8192
 
-# score_samples averages log p(x|z) over this many draws of z per row. The draws
-# are the same for every row and every call (common random numbers), so scores are
-# deterministic and a row's score does not depend on the rows scored with it.
-_N_SCORE_DRAWS = 16
-_SCORE_SEED = 0
 
 _MAX_SEED = np.iinfo(np.int32).max
 
@@ -54,6 +60,17 @@ def _make_generator(seed, device):
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
+
+
+def _seed_source(random_state):
+    """``check_random_state``, except that None draws fresh OS entropy.
+
+    scikit-learn maps None to numpy's global RandomState; drawing seeds from it
+    would advance the caller's global random state.
+    """
+    if random_state is None:
+        return np.random.RandomState(np.random.SeedSequence().generate_state(4))
+    return check_random_state(random_state)
 
 
 def _standardization(X):
@@ -99,7 +116,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ----------
     n_components : int, default=2
         Dimension of the latent space.
-    hidden_layer_sizes : array-like of int, default=(256, 128)
+    hidden_layer_sizes : int or array-like of int, default=(256, 128)
         Widths of the encoder's hidden layers; the decoder uses them in reverse
         order. An empty tuple gives a linear encoder and decoder.
     activation : {"relu", "elu", "gelu", "silu", "tanh", "leaky_relu"}, default="elu"
@@ -123,17 +140,38 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     max_iter : int, default=200
         Maximum number of epochs (passes over the training data).
     tol : float, default=1e-4
-        Minimum decrease of the epoch loss (nats per row) that counts as an
-        improvement.
+        Minimum improvement, in nats per row, of the monitored value (the
+        validation ELBO with ``early_stopping``, else the training loss) that
+        counts as progress.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (drawn with
+        ``random_state``), stop when their ELBO stops improving, and restore
+        the weights of the best epoch. The standardisation statistics come from
+        the training part only.
+    validation_fraction : float, default=0.1
+        Share of the rows held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
-        Training stops once this many consecutive epochs improve the loss by
-        less than ``tol``.
+        Training stops once this many consecutive epochs after the KL warm-up
+        improve the monitored value by less than ``tol``.
+    warmup_epochs : int, default=0
+        Epochs over which the weight of the KL term ramps linearly from 0 to
+        ``beta`` (KL annealing), which keeps the latent space from collapsing
+        onto the prior early in training. Patience for stopping counts only
+        after the warm-up.
+    n_importance_samples : int, default=16
+        Draws of z per row in :meth:`score_samples` and :meth:`score`. More
+        draws give a tighter (higher) bound of log p(x) at a proportional cost;
+        1 gives a one-draw ELBO.
+    warm_start : bool, default=False
+        When True and the model is fitted, :meth:`fit` continues training from
+        the current weights and optimiser state instead of starting over.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation, the minibatch order and the
         reparameterisation noise. An int gives bit-identical results on CPU across
         calls. The global torch and numpy random states are never touched.
     verbose : int, default=0
-        Print the loss after every epoch when positive.
+        When positive, show a progress bar over epochs with the loss, its
+        reconstruction and KL terms, the KL weight and the validation ELBO.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the networks train and run. ``"auto"`` picks CUDA when available.
 
@@ -147,12 +185,29 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     scale_ : ndarray of shape (n_features_in_,)
         Per-feature standard deviation divided out before encoding (ones for
         ``"bernoulli"``, and 1 for constant features).
+    optimizer_ : torch.optim.Adam
+        The optimiser, with its state, used by ``warm_start`` and
+        :meth:`partial_fit` to continue training.
     loss_curve_ : list of float
         Training objective after each epoch: the mean negative ELBO per row in
-        nats, in the caller's units of ``X`` (with ``beta != 1`` the KL term is
-        weighted by ``beta``).
+        nats, in the units of ``X``, with the KL term weighted by ``beta`` (also
+        during the warm-up, so that epochs compare).
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss``, ``reconstruction`` (mean
+        -E_q[log p(x|z)]), ``kl`` (mean KL(q(z|x) || p(z))), ``kl_weight`` (the
+        KL weight at the epoch's last step) and ``validation_score``.
+    best_loss_ : float or None
+        Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
+    validation_scores_ : list of float or None
+        Mean ELBO of the validation rows after each epoch, in nats (one fixed
+        draw of z per row, the same every epoch); None without
+        ``early_stopping``.
+    best_validation_score_ : float or None
+        Highest of ``validation_scores_``, the epoch whose weights were kept;
+        None without ``early_stopping``.
     n_iter_ : int
-        Number of epochs run.
+        Number of epochs run, over all calls of a warm start or
+        :meth:`partial_fit`.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -167,14 +222,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     Notes
     -----
-    :meth:`score_samples` returns a Monte Carlo estimate of the ELBO, a lower
-    bound of log p(x). It uses the same draws of z for every row and every call,
-    so it is deterministic and does not depend on which rows are scored together.
+    :meth:`score_samples` returns the importance-weighted (IWAE) lower bound of
+    log p(x) [2]_. It uses the same draws of z for every row and every call, so
+    it is deterministic and does not depend on which rows are scored together.
+
+    Threads: torch's intra-op thread pool follows ``threadpoolctl`` limits, and
+    joblib's process workers (``GridSearchCV(n_jobs=k)``, ``cross_validate``)
+    cap each worker at its share of the cores, so parallel searches do not
+    oversubscribe the machine. Use ``threadpoolctl.threadpool_limits`` to cap
+    threads by hand.
 
     References
     ----------
     .. [1] D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes",
        ICLR 2014. https://arxiv.org/abs/1312.6114
+    .. [2] Y. Burda, R. Grosse and R. Salakhutdinov, "Importance Weighted
+       Autoencoders", ICLR 2016. https://arxiv.org/abs/1509.00519
 
     Examples
     --------
@@ -206,7 +269,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
@@ -224,7 +292,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         learning_rate_init=1e-3,
         max_iter=200,
         tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
         n_iter_no_change=10,
+        warmup_epochs=0,
+        n_importance_samples=16,
+        warm_start=False,
         random_state=None,
         verbose=0,
         device="auto",
@@ -238,7 +311,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
         self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.warmup_epochs = warmup_epochs
+        self.n_importance_samples = n_importance_samples
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -247,6 +325,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def fit(self, X, y=None):
         """Train the VAE on `X`.
+
+        With ``warm_start=True`` and a fitted model, training continues from the
+        current weights and optimiser state for up to ``max_iter`` more epochs.
 
         Parameters
         ----------
@@ -260,30 +341,138 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self : VAETransformer
             The fitted estimator.
         """
+        return self._fit_or_reset(X, incremental=False)
+
+    def partial_fit(self, X, y=None):
+        """Train for exactly one epoch (one pass) over the rows of `X`.
+
+        The first call initialises the model, taking the standardisation
+        statistics from this first batch of rows; later calls continue with the
+        same weights and optimiser state. ``early_stopping`` and ``max_iter`` do
+        not apply. Made for data that arrives in chunks, and for
+        ``dask_ml.wrappers.Incremental`` and incremental hyper-parameter searches.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : VAETransformer
+            The updated estimator.
+        """
+        return self._fit_or_reset(X, incremental=True)
+
+    def _fit_or_reset(self, X, incremental):
+        """Run ``_fit``; on failure, never leave a half-fitted estimator behind.
+
+        A call that starts from scratch and fails leaves the estimator unfitted.
+        A call that continues a fitted model (``partial_fit``, ``warm_start``)
+        and fails before training, on bad input say, keeps the model it had; if
+        training itself diverged, the weights are ruined and are dropped.
+        """
+        continuing = self._continues_training(incremental)
         try:
-            self._fit(X)
-        except BaseException:
-            # Never leave a half-fitted estimator that passes check_is_fitted.
+            self._fit(X, incremental)
+        except NonFiniteLossError:
             self._clear_fitted_state()
+            raise
+        except BaseException:
+            if not continuing:
+                self._clear_fitted_state()
             raise
         return self
 
+    def _continues_training(self, incremental):
+        return hasattr(self, "module_") and (incremental or self.warm_start)
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
+    def _fit(self, X, incremental):
         # Decorated here rather than on fit so that parameter validation errors,
         # too, pass through fit's clean-up of the fitted state.
-        X = self._validate_X(X, reset=True)
+        continuing = self._continues_training(incremental)
+        if continuing:
+            self._check_same_architecture()
+        X = self._validate_X(X, reset=not continuing)
+        early_stopping = self.early_stopping and not incremental
+        if not incremental and self.warmup_epochs >= self.max_iter:
+            warnings.warn(
+                f"warmup_epochs={self.warmup_epochs} >= max_iter={self.max_iter}: the "
+                "KL weight never reaches beta, so training never optimises the ELBO "
+                "itself. Lower warmup_epochs or raise max_iter.",
+                UserWarning,
+                stacklevel=4,
+            )
+        rng = _seed_source(self.random_state)
+        if early_stopping:
+            X, X_val = self._split_validation(X, rng)
+        if not continuing:
+            self._initialize(X, rng)
+        device = self._model_device()
+        for group in self.optimizer_.param_groups:  # set_params may have changed it
+            group["lr"] = self.learning_rate_init
+        config = TrainingConfig(
+            batch_size=self.batch_size,
+            max_epochs=1 if incremental else self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            beta=self.beta,
+            warmup_epochs=self.warmup_epochs,
+            early_stopping=early_stopping,
+        )
+        # A new stream of noise for every call, reproducible from random_state.
+        seed = np.random.SeedSequence([self._train_seed, self.n_iter_])
+        progress = None
+        if self.verbose:
+            log_det = float(np.log(self.scale_).sum())
+            progress = ProgressBar(config.max_epochs, self.n_iter_, offset=log_det)
+        try:
+            history = train(
+                self.module_,
+                self.optimizer_,
+                self._to_model_space(X, device),
+                config,
+                generator=_make_generator(seed.generate_state(1)[0], device),
+                X_val=self._to_model_space(X_val, device) if early_stopping else None,
+                first_epoch=self.n_iter_,
+                log=progress,
+            )
+        except NonFiniteLossError as exc:
+            advice = (
+                f"Try a smaller learning_rate_init (now {self.learning_rate_init}), "
+                "check X for extreme values, or use fewer/narrower hidden layers."
+            )
+            raise NonFiniteLossError(exc.epoch, exc.loss, advice) from None
+        finally:
+            if progress is not None:
+                progress.close()
+        self._record(history, config, incremental=incremental)
+
+    def _split_validation(self, X, rng):
+        n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
+        if n_val < 1 or X.shape[0] - n_val < 1:
+            raise ValueError(
+                "early_stopping=True needs at least one training and one validation "
+                f"row, but X has {X.shape[0]} rows and validation_fraction="
+                f"{self.validation_fraction}. Pass more rows or set "
+                "early_stopping=False."
+            )
+        order = rng.permutation(X.shape[0])
+        return X[order[n_val:]], X[order[:n_val]]
+
+    def _initialize(self, X, rng):
+        """Build the model, optimiser and standardisation from the training rows."""
         hidden_layer_sizes = self._check_hidden_layer_sizes()
         device = _resolve_device(self.device)
-        seed_rng = check_random_state(self.random_state)
-        init_seed, train_seed = seed_rng.randint(_MAX_SEED, size=2)
-
+        init_seed, train_seed = rng.randint(_MAX_SEED, size=2)
         if self.likelihood == "gaussian":
-            mean, scale = _standardization(X)
+            self.mean_, self.scale_ = _standardization(X)
         else:
-            mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-
-        module = VAE(
+            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        self.module_ = VAE(
             n_features=X.shape[1],
             n_components=self.n_components,
             hidden_layer_sizes=hidden_layer_sizes,
@@ -291,46 +480,87 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             likelihood=make_likelihood(self.likelihood, X.shape[1]),
             generator=_make_generator(init_seed, "cpu"),
         ).to(device)
-        config = TrainingConfig(
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate_init,
-            max_epochs=self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            beta=self.beta,
-        )
-        X_train = torch.tensor(
-            ((X - mean) / scale).astype(np.float32, copy=False), device=device
-        )
-        try:
-            history = train(
-                module,
-                X_train,
-                config,
-                generator=_make_generator(train_seed, device),
-                log=print if self.verbose else None,
-            )
-        except NonFiniteLossError as exc:
-            raise ValueError(
-                f"Training diverged: the loss became {exc.loss} at epoch {exc.epoch}. "
-                f"Try a smaller learning_rate_init (now {self.learning_rate_init}), "
-                "check X for extreme values, or use fewer/narrower hidden layers."
-            ) from exc
-
-        # Everything succeeded: only now does the estimator become fitted.
-        log_det = float(np.log(scale).sum())
-        self.module_ = module
-        self.mean_ = mean
-        self.scale_ = scale
-        self.loss_curve_ = [loss + log_det for loss in history.loss]
-        self.n_iter_ = history.n_epochs
+        self.optimizer_ = make_optimizer(self.module_, self.learning_rate_init)
+        self._train_seed = int(train_seed)
+        self._architecture = self._architecture_params()
+        self.n_iter_ = 0
+        self.history_ = []
         self._n_features_out = self.n_components
+
+    def _record(self, history, config, incremental):
+        """Turn the torch-side history into fitted attributes, in the units of X."""
+        log_det = float(np.log(self.scale_).sum())
+        for record in history.records:
+            entry = asdict(record)
+            entry["loss"] += log_det
+            entry["reconstruction"] += log_det
+            if entry["validation_score"] is not None:
+                entry["validation_score"] -= log_det
+            self.history_.append(entry)
+        self.n_iter_ += history.n_epochs
+        self.loss_curve_ = [entry["loss"] for entry in self.history_]
+        if config.early_stopping:
+            self.best_loss_ = None
+            self.validation_scores_ = [
+                e["validation_score"]
+                for e in self.history_
+                if e["validation_score"] is not None
+            ]
+            self.best_validation_score_ = history.best_validation_score - log_det
+        else:
+            self.best_loss_ = min(self.loss_curve_, default=None)
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        if history.stop_reason == "interrupted":
+            warnings.warn(
+                f"Training interrupted by the user after {self.n_iter_} epochs; "
+                "keeping the best weights so far.",
+                UserWarning,
+                stacklevel=5,
+            )
+        elif history.stop_reason == "max_epochs" and not incremental:
+            warnings.warn(
+                f"VAETransformer: maximum iterations ({self.max_iter}) reached and the "
+                "optimisation hasn't converged yet. Raise max_iter, or set "
+                "early_stopping=True to stop on held-out data.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
+
+    def _architecture_params(self):
+        return {
+            "n_components": self.n_components,
+            "hidden_layer_sizes": self._check_hidden_layer_sizes(),
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+        }
+
+    def _check_same_architecture(self):
+        changed = {
+            name: (old, new)
+            for (name, old), new in zip(
+                self._architecture.items(),
+                self._architecture_params().values(),
+                strict=True,
+            )
+            if old != new
+        }
+        if changed:
+            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(
+                f"Cannot continue training a model whose architecture changed "
+                f"({details}). Set warm_start=False to train a new model, or restore "
+                "the parameters."
+            )
+
+    _FITTED_PRIVATE = ("_n_features_out", "_train_seed", "_architecture")
 
     def _clear_fitted_state(self):
         for name in list(vars(self)):
             if name.endswith("_") and not name.startswith("__"):
                 delattr(self, name)
-        self.__dict__.pop("_n_features_out", None)
+        for name in self._FITTED_PRIVATE:
+            self.__dict__.pop(name, None)
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -367,7 +597,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _model_device(self):
         return next(self.module_.parameters()).device
 
-    def transform(self, X):
+    def transform(self, X, return_std=False):
         """Encode `X` as the means of the posterior q(z|x).
 
         Deterministic: the same rows always give the same codes.
@@ -376,21 +606,29 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ----------
         X : array-like of shape (n_samples, n_features)
             Data to encode.
+        return_std : bool, default=False
+            Also return the posterior standard deviations: how uncertain the
+            model is of each code.
 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components)
             Posterior means, in the dtype of `X` (float32 or float64).
+        Z_std : ndarray of shape (n_samples, n_components)
+            Posterior standard deviations; only when ``return_std=True``.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         device = self._model_device()
         Z = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
+        Z_std = np.empty_like(Z) if return_std else None
         with torch.inference_mode():
             for rows in gen_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
-                mu, _ = self.module_.encode(self._to_model_space(X[rows], device))
+                mu, log_var = self.module_.encode(self._to_model_space(X[rows], device))
                 Z[rows] = mu.cpu().numpy()
-        return Z
+                if return_std:
+                    Z_std[rows] = torch.exp(0.5 * log_var).cpu().numpy()
+        return (Z, Z_std) if return_std else Z
 
     def inverse_transform(self, X):
         """Decode latent codes into the mean of p(x|z), in the original units.
@@ -448,24 +686,30 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Generated rows, in the units of the training data.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        valid = isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
+        if not valid or n_samples < 1:
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
-        seed = check_random_state(random_state).randint(_MAX_SEED)
-        device = self._model_device()
+        # Separate streams for z and for x given z: one stream for both would make
+        # each row's observation noise a copy of its latent draw.
+        z_seed, x_seed = _seed_source(random_state).randint(_MAX_SEED, size=2)
         Z = torch.randn(
-            (n_samples, self.n_components), generator=_make_generator(seed, "cpu")
+            (n_samples, self.n_components), generator=_make_generator(z_seed, "cpu")
         ).numpy()
-        return self._decode(Z, draw=_make_generator(seed, device), dtype=np.float64)
+        draw = _make_generator(x_seed, self._model_device())
+        return self._decode(Z, draw=draw, dtype=np.float64)
 
     def score_samples(self, X):
-        """Evidence lower bound (ELBO) of each row, in nats.
+        """Importance-weighted lower bound of log p(x) for each row, in nats.
 
-        A Monte Carlo estimate of ``E_q[log p(x|z)] - KL(q(z|x) || p(z))``, a lower
-        bound of the log-likelihood log p(x), in the units of `X` (the
-        standardisation's Jacobian is accounted for), so it compares with
-        :meth:`sklearn.decomposition.PCA.score_samples`. Higher is better.
+        With K = ``n_importance_samples`` draws z_k ~ q(z|x), the bound is
+        ``log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)`` (the IWAE bound). It is
+        never above the true log-likelihood log p(x), never below the ELBO in
+        expectation, and tightens as K grows; K = 1 gives a one-draw ELBO. It is
+        in the units of `X` (the standardisation's Jacobian is accounted for),
+        so it compares with :meth:`sklearn.decomposition.PCA.score_samples`.
+        Higher is better.
 
         Parameters
         ----------
@@ -475,26 +719,27 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ELBO of each row.
+            Lower bound of the log-likelihood of each row.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         device = self._model_device()
-        noise = torch.randn(
-            (_N_SCORE_DRAWS, 1, self.n_components),
-            generator=_make_generator(_SCORE_SEED, "cpu"),
-        ).to(device)
+        n_draws = self.n_importance_samples
+        noise = fixed_noise((n_draws, 1, self.n_components), device)
         log_det = np.log(self.scale_).sum()
         scores = np.empty(X.shape[0], dtype=np.float64)
         with torch.inference_mode():
-            for rows in gen_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
+            # Each row is decoded n_draws times: keep the decoded block bounded.
+            for rows in gen_batches(
+                X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
+            ):
                 x = self._to_model_space(X[rows], device)
-                log_lik, kl = elbo_terms(self.module_, x, noise)
-                scores[rows] = (log_lik - kl).cpu().numpy()
+                bound = importance_weighted_bound(self.module_, x, noise)
+                scores[rows] = bound.cpu().numpy()
         return scores - log_det
 
     def score(self, X, y=None):
-        """Mean ELBO of the rows of `X`, in nats; higher is better.
+        """Mean log-likelihood bound of the rows of `X`, in nats; higher is better.
 
         Used by :class:`sklearn.model_selection.GridSearchCV` when no scorer is
         given, so model selection by held-out likelihood needs no custom code.
@@ -524,6 +769,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         state = super().__getstate__()
         module = state.get("module_")
         if module is not None and self._model_device().type != "cpu":
-            # Pickles load anywhere: a GPU-trained model is stored on the CPU.
+            # Pickles load anywhere: a GPU-trained model is stored on the CPU, with
+            # an optimiser rebuilt on the CPU copy's parameters and given the old
+            # optimiser's state (load_state_dict moves it to the parameters' device).
             state["module_"] = copy.deepcopy(module).cpu()
+            state["optimizer_"] = make_optimizer(
+                state["module_"], self.learning_rate_init
+            )
+            state["optimizer_"].load_state_dict(self.optimizer_.state_dict())
         return state

@@ -1,22 +1,29 @@
 """The ELBO and the minibatch training loop. Torch only; knows nothing of scikit-learn.
 
 The loop is a chain of small steps (``train`` -> ``run_epoch`` -> ``train_step`` ->
-``negative_elbo``) so each can be read, tested and replaced on its own.
+``elbo_terms``) so each can be read, tested and replaced on its own.
 """
 
+import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
 
+from ._likelihoods import _LOG_2PI
 
-class NonFiniteLossError(FloatingPointError):
+
+class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite: the optimisation diverged."""
 
-    def __init__(self, epoch, loss):
+    def __init__(self, epoch, loss, advice=""):
         self.epoch = epoch
         self.loss = loss
-        super().__init__(f"training loss became {loss} at epoch {epoch}")
+        message = f"Training diverged: the loss became {loss} at epoch {epoch}."
+        super().__init__(f"{message} {advice}".strip())
+
+
+# ----------------------------------------------------------------- the objective
 
 
 def gaussian_kl(mu, log_var):
@@ -24,12 +31,11 @@ def gaussian_kl(mu, log_var):
     return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
 
 
-def elbo_terms(model, x, noise, mask=None):
-    """Per-row reconstruction log-likelihood E_q[log p(x|z)] and KL(q(z|x) || p(z)).
+def _decode_draws(model, x, noise, mask=None):
+    """Encode ``x``, draw z for each of ``noise``'s draws, score x under each.
 
-    ``noise`` holds standard normal draws of shape ``(n_draws, n_rows, n_components)``;
-    the expectation over q is their Monte Carlo average, through the
-    reparameterisation z = mu + sigma * noise so that gradients reach the encoder.
+    Returns mu, log_var, z of shape (n_draws, n_rows, n_components) and the
+    log-likelihood log p(x|z) of shape (n_draws, n_rows).
     """
     mu, log_var = model.encode(x)
     z = model.reparameterize(mu, log_var, noise)  # broadcasts over the draws
@@ -38,21 +44,38 @@ def elbo_terms(model, x, noise, mask=None):
     if n_draws > 1:  # score every draw against the same row
         x = x.repeat(n_draws, 1)
         mask = None if mask is None else mask.repeat(n_draws, 1)
-    log_lik = model.likelihood.log_prob(x, params, mask)
-    log_lik = log_lik.reshape(n_draws, n_rows).mean(dim=0)
-    return log_lik, gaussian_kl(mu, log_var)
+    log_lik = model.likelihood.log_prob(x, params, mask).reshape(n_draws, n_rows)
+    return mu, log_var, z, log_lik
 
 
-@dataclass
-class TrainingHistory:
-    """What training recorded: one entry per completed epoch."""
+def elbo_terms(model, x, noise, mask=None):
+    """Per-row reconstruction log-likelihood E_q[log p(x|z)] and KL(q(z|x) || p(z)).
 
-    loss: list = field(default_factory=list)
-    stopped_early: bool = False
+    ``noise`` holds standard normal draws of shape ``(n_draws, n_rows, n_components)``
+    (or ``(n_draws, 1, n_components)`` to share them across rows); the expectation
+    over q is their Monte Carlo average, through the reparameterisation
+    z = mu + sigma * noise so that gradients reach the encoder.
+    """
+    mu, log_var, _, log_lik = _decode_draws(model, x, noise, mask)
+    return log_lik.mean(dim=0), gaussian_kl(mu, log_var)
 
-    @property
-    def n_epochs(self):
-        return len(self.loss)
+
+def importance_weighted_bound(model, x, noise, mask=None):
+    """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k|x) of each row, z_k ~ q(z|x).
+
+    A lower bound of log p(x) that tightens as the number of draws K grows; with
+    K = 1 it is a one-draw estimate of the ELBO.
+    """
+    mu, log_var, z, log_lik = _decode_draws(model, x, noise, mask)
+    # log q(z|x) with z = mu + sigma * noise: the squared standardised residual
+    # is noise ** 2 itself.
+    log_q = -0.5 * (_LOG_2PI + log_var + noise.pow(2)).sum(dim=-1)
+    log_prior = -0.5 * (_LOG_2PI + z.pow(2)).sum(dim=-1)
+    log_weights = log_lik + log_prior - log_q
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+# ---------------------------------------------------------------- the loop
 
 
 @dataclass
@@ -60,63 +83,140 @@ class TrainingConfig:
     """Settings of the minibatch loop; see ``VAETransformer`` for their meaning."""
 
     batch_size: int
-    learning_rate: float
     max_epochs: int
     tol: float
     n_iter_no_change: int
     beta: float = 1.0
+    warmup_epochs: int = 0
+    early_stopping: bool = False
 
 
-def negative_elbo(model, x, generator, beta):
-    """Batch mean of -(E_q[log p(x|z)] - beta * KL), one draw of z per row."""
-    noise = torch.randn(
-        (1, x.shape[0], model.n_components),
-        generator=generator,
-        device=x.device,
-        dtype=x.dtype,
-    )
-    log_lik, kl = elbo_terms(model, x, noise)
-    return (beta * kl - log_lik).mean()
+@dataclass
+class EpochRecord:
+    """Means per row over one epoch; ``loss`` uses the full ``beta``."""
+
+    epoch: int
+    loss: float
+    reconstruction: float
+    kl: float
+    kl_weight: float
+    validation_score: float | None = None
 
 
-def train_step(model, optimizer, x, generator, beta):
+@dataclass
+class TrainingHistory:
+    """What training recorded, and why it stopped."""
+
+    records: list = field(default_factory=list)
+    stop_reason: str = "max_epochs"  # or "converged", "interrupted"
+    best_loss: float = math.inf
+    best_validation_score: float = -math.inf
+
+    @property
+    def n_epochs(self):
+        return len(self.records)
+
+
+def make_optimizer(model, learning_rate):
+    # The fused kernel updates all parameters in one call: on small networks the
+    # per-tensor Python loop of the default implementation costs more than the maths.
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+
+
+def kl_weight(progress, beta, warmup_epochs):
+    """Weight of the KL term after ``progress`` epochs (fractions count).
+
+    A linear ramp from 0 that reaches ``beta`` once ``warmup_epochs`` epochs are
+    done. Counting in epochs rather than steps keeps the ramp monotone when
+    ``partial_fit`` passes chunks of different sizes.
+    """
+    if warmup_epochs <= 0:
+        return beta
+    return beta * min(1.0, progress / warmup_epochs)
+
+
+def train_step(model, optimizer, x, noise, beta):
+    """One Adam step on ``x``; returns the batch sums of reconstruction and KL."""
     optimizer.zero_grad(set_to_none=True)
-    loss = negative_elbo(model, x, generator, beta)
+    log_lik, kl = elbo_terms(model, x, noise)
+    loss = (beta * kl - log_lik).mean()
     loss.backward()
     optimizer.step()
-    return loss.detach()
+    return -log_lik.detach().sum(), kl.detach().sum()
 
 
-def run_epoch(model, optimizer, X, config, generator):
-    """One pass over ``X`` in shuffled minibatches; returns the mean loss per row."""
+def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
+    """One pass over ``X`` in shuffled minibatches.
+
+    Returns the mean reconstruction term -E_q[log p(x|z)] and mean KL per row.
+    """
     n_rows = X.shape[0]
+    n_batches = math.ceil(n_rows / config.batch_size)
     order = torch.randperm(n_rows, generator=generator, device=X.device)
-    total = torch.zeros((), device=X.device)
-    for start in range(0, n_rows, config.batch_size):
-        batch = X[order[start : start + config.batch_size]]
-        loss = train_step(model, optimizer, batch, generator, config.beta)
+    # One draw of noise per row for the whole epoch: one call instead of one a batch.
+    noise = torch.randn(
+        (1, n_rows, model.n_components), generator=generator, device=X.device
+    )
+    totals = torch.zeros(2, device=X.device)
+    for i, start in enumerate(range(0, n_rows, config.batch_size)):
+        rows = order[start : start + config.batch_size]
+        progress = epochs_done + (i + 1) / n_batches
+        beta = kl_weight(progress, config.beta, config.warmup_epochs)
+        reconstruction, kl = train_step(
+            model, optimizer, X[rows], noise[:, start : start + len(rows)], beta
+        )
         # Accumulate on the device: one host sync per epoch, not one per batch.
-        total += loss * batch.shape[0]
-    return (total / n_rows).item()
+        totals[0] += reconstruction
+        totals[1] += kl
+    reconstruction, kl = (totals / n_rows).tolist()
+    return reconstruction, kl
 
 
-def train(model, X, config, generator, log=None):
-    """Fit ``model`` to the rows of ``X`` with Adam, maximising the ELBO.
+def fixed_noise(shape, device, seed=0):
+    """Standard normal draws that are the same on every call and every device.
 
-    Stops after ``config.max_epochs`` epochs, or earlier once the epoch loss has
-    failed to improve on the best so far by at least ``config.tol`` for
-    ``config.n_iter_no_change`` consecutive epochs.
+    Scoring with fixed draws (common random numbers) makes scores deterministic
+    and comparable across epochs and calls.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def validation_score(model, X_val, noise):
+    """Mean ELBO of the validation rows, z drawn with ``noise``; higher is better."""
+    with torch.inference_mode():
+        log_lik, kl = elbo_terms(model, X_val, noise)
+    return (log_lik - kl).mean().item()
+
+
+def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log=None):
+    """Fit ``model`` to the rows of ``X`` with ``optimizer``, maximising the ELBO.
+
+    Stops after ``config.max_epochs`` epochs, or earlier once the monitored value
+    has failed to improve on its best by at least ``config.tol`` for
+    ``config.n_iter_no_change`` consecutive epochs after the KL warm-up. The
+    monitored value is the validation ELBO when ``config.early_stopping`` (the
+    weights of the best epoch are then restored), else the training loss. A
+    ``KeyboardInterrupt`` abandons the current epoch and ends training, keeping
+    the best weights so far.
 
     Parameters
     ----------
     model : VAE
+    optimizer : torch.optim.Optimizer
+        Carries its state (Adam's moments) across calls.
     X : torch.Tensor of shape (n_rows, n_features)
         Training data, already on the model's device.
     config : TrainingConfig
     generator : torch.Generator
         Source of the shuffling and of the reparameterisation noise.
+    X_val : torch.Tensor, default=None
+        Validation data, required when ``config.early_stopping``.
+    first_epoch : int, default=0
+        Epochs already run, for the warm-up schedule and the epoch numbers in the
+        history when training continues.
     log : callable, default=None
-        Called with one line of progress per epoch.
+        Called with each ``EpochRecord`` and the history as training goes.
 
     Returns
     -------
@@ -127,29 +227,50 @@ def train(model, X, config, generator, log=None):
     NonFiniteLossError
         If an epoch's loss is NaN or infinite.
     """
-    # The fused kernel updates all parameters in one call: on small networks the
-    # per-tensor Python loop of the default implementation costs more than the maths.
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, fused=True
-    )
     history = TrainingHistory()
-    best_loss = math.inf
+    val_noise = None
+    if config.early_stopping:
+        val_noise = fixed_noise((1, X_val.shape[0], model.n_components), X_val.device)
+    best_state = None
     epochs_without_improvement = 0
     model.train()
-    for epoch in range(1, config.max_epochs + 1):
-        loss = run_epoch(model, optimizer, X, config, generator)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(epoch, loss)
-        history.loss.append(loss)
-        if log is not None:
-            log(f"epoch {epoch:4d}  loss {loss:.4f}")
-        if loss > best_loss - config.tol:
-            epochs_without_improvement += 1
-        else:
-            epochs_without_improvement = 0
-        best_loss = min(best_loss, loss)
-        if epochs_without_improvement >= config.n_iter_no_change:
-            history.stopped_early = True
-            break
-    model.eval()
+    try:
+        for epoch in range(first_epoch + 1, first_epoch + config.max_epochs + 1):
+            reconstruction, kl = run_epoch(
+                model, optimizer, X, config, generator, epochs_done=epoch - 1
+            )
+            loss = reconstruction + config.beta * kl
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(epoch, loss)
+            weight = kl_weight(epoch, config.beta, config.warmup_epochs)
+            record = EpochRecord(epoch, loss, reconstruction, kl, weight)
+            if config.early_stopping:
+                score = validation_score(model, X_val, val_noise)
+                record.validation_score = score
+                improved = score > history.best_validation_score + config.tol
+                if score > history.best_validation_score:
+                    # Keep the best weights on any gain; tol only sets patience.
+                    history.best_validation_score = score
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                improved = loss < history.best_loss - config.tol
+            history.best_loss = min(history.best_loss, loss)
+            history.records.append(record)
+            if log is not None:
+                log(record, history)
+            # Patience counts only once the KL weight has reached beta: before, the
+            # objective itself is still changing.
+            if epoch <= config.warmup_epochs or improved:
+                epochs_without_improvement = 0
+            else:
+                epochs_without_improvement += 1
+            if epochs_without_improvement >= config.n_iter_no_change:
+                history.stop_reason = "converged"
+                break
+    except KeyboardInterrupt:
+        history.stop_reason = "interrupted"
+    finally:
+        model.eval()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return history

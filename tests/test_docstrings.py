@@ -13,6 +13,7 @@ from skvae import VAETransformer
 
 PUBLIC_METHODS = [
     "fit",
+    "partial_fit",
     "transform",
     "fit_transform",
     "inverse_transform",

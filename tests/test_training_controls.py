@@ -1,0 +1,335 @@
+"""Early stopping, KL warm-up, warm_start, partial_fit, interrupts, progress, IWAE."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+
+import skvae._training as training
+from skvae import VAETransformer
+from skvae._likelihoods import GaussianLikelihood
+from skvae._networks import VAE
+
+FAST = dict(hidden_layer_sizes=(32, 16), max_iter=20, batch_size=32, random_state=0)
+
+
+def make(**params):
+    return VAETransformer(**{**FAST, **params})
+
+
+def quiet_fit(estimator, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X)
+
+
+# ------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_records_validation_scores(X_small):
+    vae = quiet_fit(
+        make(early_stopping=True, max_iter=30, n_iter_no_change=100), X_small
+    )
+    assert len(vae.validation_scores_) == vae.n_iter_ == len(vae.loss_curve_) == 30
+    assert vae.best_validation_score_ == pytest.approx(max(vae.validation_scores_))
+    # Validation scores are ELBOs in nats of X, like score(): same ballpark.
+    assert abs(vae.best_validation_score_ - vae.score(X_small)) < 2.0
+    assert vae.best_loss_ is None
+    without = quiet_fit(make(), X_small)
+    assert without.validation_scores_ is None and without.best_validation_score_ is None
+    assert without.best_loss_ == pytest.approx(min(without.loss_curve_))
+
+
+def test_early_stopping_stops_on_a_plateau(X_small):
+    vae = make(early_stopping=True, max_iter=500, tol=1e6, n_iter_no_change=4).fit(
+        X_small
+    )
+    assert vae.n_iter_ == 5  # the first epoch improves on -inf, then 4 without
+
+
+def test_early_stopping_standardises_with_the_training_part_only(X_small):
+    vae = quiet_fit(make(early_stopping=True, validation_fraction=0.2), X_small)
+    # The split is drawn from random_state: reproduce it.
+    order = check_random_state(0).permutation(len(X_small))
+    train_rows = order[int(np.ceil(0.2 * len(X_small))) :]
+    np.testing.assert_allclose(vae.mean_, X_small[train_rows].mean(0))
+    assert not np.allclose(vae.mean_, X_small.mean(0))
+
+
+@pytest.mark.parametrize("tol", [0.0, 0.5])
+def test_early_stopping_restores_the_best_weights(tol):
+    # Few, independent training rows and many epochs: the model overfits, so the
+    # validation score peaks before the last epoch.
+    generator = torch.Generator().manual_seed(0)
+    X_train = torch.randn(16, 4, generator=generator)
+    X_val = torch.randn(50, 4, generator=generator)
+    model = VAE(
+        4, 2, [16], "elu", GaussianLikelihood(4), torch.Generator().manual_seed(0)
+    )
+    config = training.TrainingConfig(
+        batch_size=4,
+        max_epochs=60,
+        tol=tol,  # sets patience only: the best weights are kept on any gain
+        n_iter_no_change=1000,
+        early_stopping=True,
+    )
+    records = []
+    history = training.train(
+        model,
+        training.make_optimizer(model, 1e-2),
+        X_train,
+        config,
+        torch.Generator().manual_seed(0),
+        X_val=X_val,
+        log=lambda record, _: records.append(record.validation_score),
+    )
+    noise = training.fixed_noise((1, 50, 2), "cpu")
+    restored = training.validation_score(model, X_val, noise)
+    assert restored == pytest.approx(max(records), abs=1e-5)
+    assert history.best_validation_score == pytest.approx(max(records))
+    assert records[-1] < max(records)  # otherwise this test would prove nothing
+
+
+def test_early_stopping_needs_rows_for_both_parts():
+    with pytest.raises(ValueError, match="at least one training and one validation"):
+        make(early_stopping=True).fit(np.ones((1, 3)))
+
+
+# ----------------------------------------------------------- convergence warning
+
+
+def test_convergence_warning_when_max_iter_is_reached(X_small):
+    with pytest.warns(ConvergenceWarning, match=r"maximum iterations \(3\) reached"):
+        make(max_iter=3, n_iter_no_change=100).fit(X_small)
+
+
+def test_no_convergence_warning_when_training_stops_by_itself(X_small):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        vae = make(max_iter=100, tol=1e6, n_iter_no_change=2).fit(X_small)
+    assert vae.n_iter_ == 3
+
+
+# ------------------------------------------------------------------ KL warm-up
+
+
+def test_kl_weight_ramps_from_zero_to_beta(X_small):
+    vae = quiet_fit(make(warmup_epochs=5, beta=2.0, max_iter=8), X_small)
+    weights = [entry["kl_weight"] for entry in vae.history_]
+    assert weights[0] < 2.0 * 0.25
+    assert all(a <= b for a, b in zip(weights, weights[1:], strict=False))
+    assert weights[4:] == [2.0] * 4
+    # loss_curve_ always weighs the KL term by beta itself, so epochs compare.
+    for entry in vae.history_:
+        assert entry["loss"] == pytest.approx(
+            entry["reconstruction"] + 2.0 * entry["kl"]
+        )
+
+
+def test_kl_weight_schedule():
+    assert training.kl_weight(0.0, 1.0, 10) == 0.0
+    assert training.kl_weight(5.0, 1.0, 10) == 0.5
+    assert training.kl_weight(10.0, 1.0, 10) == 1.0
+    assert training.kl_weight(50.0, 1.0, 10) == 1.0
+    assert training.kl_weight(0, 3.0, 0) == 3.0
+
+
+def test_patience_starts_after_warm_up(X_small):
+    vae = make(warmup_epochs=5, tol=1e6, n_iter_no_change=2, max_iter=100).fit(X_small)
+    assert vae.n_iter_ == 7
+
+
+def test_warning_when_warm_up_outlasts_training(X_small):
+    with pytest.warns(UserWarning, match="warmup_epochs=30 >= max_iter=10"):
+        quiet_fit(make(warmup_epochs=30, max_iter=10), X_small)
+
+
+# ------------------------------------------------------ warm_start, partial_fit
+
+
+def test_warm_start_continues_training(X_small):
+    vae = quiet_fit(make(max_iter=5, warm_start=True), X_small)
+    first_curve = list(vae.loss_curve_)
+    Z_first = vae.transform(X_small)
+    quiet_fit(vae, X_small)
+    assert vae.n_iter_ == 10
+    assert vae.loss_curve_[:5] == first_curve
+    assert not np.allclose(vae.transform(X_small), Z_first)
+
+
+def test_without_warm_start_refit_starts_over(X_small):
+    vae = quiet_fit(make(max_iter=5), X_small)
+    Z_first = vae.transform(X_small)
+    quiet_fit(vae, X_small)
+    assert vae.n_iter_ == 5
+    np.testing.assert_array_equal(vae.transform(X_small), Z_first)
+
+
+def test_warm_start_failure_before_training_keeps_the_model(X_small):
+    vae = quiet_fit(make(max_iter=3, warm_start=True), X_small)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        vae.fit(X_small[:, :4])
+    assert vae.n_iter_ == 3
+    assert vae.transform(X_small).shape == (len(X_small), 2)
+
+
+def test_warm_start_refuses_a_changed_architecture(X_small):
+    vae = quiet_fit(make(max_iter=3, warm_start=True), X_small)
+    vae.set_params(n_components=3, activation="relu")
+    with pytest.raises(
+        ValueError, match="n_components: 2 -> 3, activation: 'elu' -> 'relu'"
+    ):
+        vae.fit(X_small)
+    vae.set_params(warm_start=False)
+    assert quiet_fit(vae, X_small).transform(X_small).shape == (len(X_small), 3)
+
+
+def test_warm_start_uses_a_changed_learning_rate(X_small):
+    vae = quiet_fit(make(max_iter=2, warm_start=True), X_small)
+    vae.set_params(learning_rate_init=1e-5)
+    before = [p.detach().clone() for p in vae.module_.parameters()]
+    quiet_fit(vae, X_small)
+    assert {group["lr"] for group in vae.optimizer_.param_groups} == {1e-5}
+    # Adam moves a weight by about lr per step: 20 steps at 1e-5 move it by about
+    # 2e-4, where the original 1e-3 would have moved it by up to 2e-2.
+    for old, new in zip(before, vae.module_.parameters(), strict=True):
+        assert (new.detach() - old).abs().max() < 1e-3
+
+
+def test_partial_fit_runs_one_epoch_per_call_and_keeps_optimizer_state(X_small):
+    vae = make()
+    for call in range(1, 4):
+        vae.partial_fit(X_small)
+        assert vae.n_iter_ == call
+    steps_per_epoch = int(np.ceil(len(X_small) / FAST["batch_size"]))
+    adam_steps = {int(state["step"]) for state in vae.optimizer_.state.values()}
+    assert adam_steps == {3 * steps_per_epoch}  # Adam's moments carried over
+
+
+def test_first_partial_fit_equals_one_epoch_of_fit(X_small):
+    one_epoch = quiet_fit(make(max_iter=1), X_small)
+    partial = make().partial_fit(X_small)
+    np.testing.assert_array_equal(
+        one_epoch.transform(X_small), partial.transform(X_small)
+    )
+
+
+def test_partial_fit_over_chunks(X_small):
+    vae = make()
+    for chunk in np.array_split(X_small, 5):
+        vae.partial_fit(chunk)
+    for _ in range(20):
+        vae.partial_fit(X_small)
+    assert vae.n_iter_ == 25
+    assert vae.loss_curve_[-1] < vae.loss_curve_[0]
+
+
+def test_warm_up_is_monotone_over_chunks_of_any_size(X_small):
+    vae = make(warmup_epochs=4)
+    for size in (300, 40, 150, 7, 300, 300):
+        vae.partial_fit(X_small[:size])
+    weights = [entry["kl_weight"] for entry in vae.history_]
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_partial_fit_bad_chunk_keeps_the_model(X_small):
+    vae = make().partial_fit(X_small)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        vae.partial_fit(X_small[:, :4])
+    assert vae.n_iter_ == 1
+    assert vae.transform(X_small).shape == (len(X_small), 2)
+
+
+# ------------------------------------------------------------ interrupt, verbose
+
+
+def test_keyboard_interrupt_ends_training_gracefully(X_small, monkeypatch):
+    real_run_epoch = training.run_epoch
+    calls = []
+
+    def interrupted_on_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", interrupted_on_third_epoch)
+    with pytest.warns(UserWarning, match="interrupted by the user after 2 epochs"):
+        vae = make(max_iter=10).fit(X_small)
+    assert vae.n_iter_ == 2
+    assert np.isfinite(vae.transform(X_small)).all()
+
+
+def test_progress_bar_shows_losses_and_validation(X_small, capsys):
+    quiet_fit(make(max_iter=3, n_iter_no_change=100, verbose=0), X_small)
+    assert capsys.readouterr().out == ""
+    quiet_fit(make(max_iter=3, verbose=1, early_stopping=True), X_small)
+    out = capsys.readouterr().out
+    last = out.split("\r")[-1]
+    for part in ("epoch 3/3", "loss", "recon", "KL", "val ELBO", "=" * 20):
+        assert part in last
+    assert out.endswith("\n")
+
+
+# ------------------------------------------------------------------- IWAE score
+
+
+def test_iwae_with_one_draw_is_a_one_draw_elbo():
+    torch.manual_seed(0)
+    model = VAE(
+        3, 2, [8], "elu", GaussianLikelihood(3), torch.Generator().manual_seed(0)
+    )
+    x, noise = torch.randn(5, 3), torch.randn(1, 5, 2)
+    mu, log_var = model.encode(x)
+    z = model.reparameterize(mu, log_var, noise[0])
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * log_var))
+    prior = torch.distributions.Normal(0.0, 1.0)
+    expected = (
+        model.likelihood.log_prob(x, model.decode(z))
+        + prior.log_prob(z).sum(1)
+        - q.log_prob(z).sum(1)
+    )
+    bound = training.importance_weighted_bound(model, x, noise)
+    torch.testing.assert_close(bound, expected)
+
+
+def test_more_importance_samples_tighten_the_bound(X_small):
+    vae = quiet_fit(make(max_iter=40), X_small)
+    scores = {}
+    for k in (1, 64):
+        vae.set_params(n_importance_samples=k)
+        scores[k] = vae.score(X_small)
+    assert scores[64] > scores[1]
+    vae.set_params(n_importance_samples=16)
+    np.testing.assert_array_equal(
+        vae.score_samples(X_small), vae.score_samples(X_small)
+    )
+
+
+def test_transform_can_return_the_posterior_std(X_small):
+    vae = quiet_fit(make(), X_small)
+    Z, Z_std = vae.transform(X_small, return_std=True)
+    np.testing.assert_array_equal(Z, vae.transform(X_small))
+    assert Z_std.shape == Z.shape and (Z_std > 0).all()
+
+
+# ---------------------------------------------------------------------- threads
+
+
+def test_training_honours_threadpool_limits(X_small, monkeypatch):
+    # joblib's workers (GridSearchCV(n_jobs=k)) limit threads the same way.
+    seen = []
+    real_run_epoch = training.run_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", spy)
+    with threadpool_limits(limits=1):
+        quiet_fit(make(max_iter=2), X_small)
+    assert seen == [1, 1]
