@@ -153,7 +153,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     n_iter_no_change : int, default=10
         Training stops once this many consecutive epochs after the KL warm-up
         improve the monitored value by less than ``tol``.
-    warmup_epochs : int, default=0
+    warmup_epochs : int, default=20
         Epochs over which the weight of the KL term ramps linearly from 0 to
         ``beta`` (KL annealing), which keeps the latent space from collapsing
         onto the prior early in training. Patience for stopping counts only
@@ -295,7 +295,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        warmup_epochs=0,
+        warmup_epochs=20,
         n_importance_samples=16,
         warm_start=False,
         random_state=None,

@@ -17,7 +17,13 @@ from sklearn.utils.validation import check_is_fitted
 from skvae import VAETransformer
 
 # Small networks and few epochs keep the suite fast; the data has 5 features.
-FAST = dict(hidden_layer_sizes=(32, 16), max_iter=30, batch_size=32, random_state=0)
+FAST = dict(
+    hidden_layer_sizes=(32, 16),
+    max_iter=30,
+    batch_size=32,
+    warmup_epochs=0,
+    random_state=0,
+)
 
 
 def fitted(X, **params):

@@ -12,7 +12,13 @@ from sklearn.preprocessing import StandardScaler
 
 from skvae import VAETransformer
 
-SMALL = dict(hidden_layer_sizes=(32,), max_iter=15, batch_size=64, random_state=0)
+SMALL = dict(
+    hidden_layer_sizes=(32,),
+    max_iter=15,
+    batch_size=64,
+    warmup_epochs=5,
+    random_state=0,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,13 @@ from skvae import VAETransformer
 from skvae._likelihoods import GaussianLikelihood
 from skvae._networks import VAE
 
-FAST = dict(hidden_layer_sizes=(32, 16), max_iter=20, batch_size=32, random_state=0)
+FAST = dict(
+    hidden_layer_sizes=(32, 16),
+    max_iter=20,
+    batch_size=32,
+    warmup_epochs=0,
+    random_state=0,
+)
 
 
 def make(**params):
