@@ -586,10 +586,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # ---------------------------------------------------------------- inference
 
     def _to_model_space(self, X, device):
-        return torch.tensor(
-            ((X - self.mean_) / self.scale_).astype(np.float32, copy=False),
-            device=device,
-        )
+        # One float32 copy standardised in place: no float64 temporaries, and
+        # torch.from_numpy shares the buffer instead of copying it again.
+        x = X.astype(np.float32, copy=True)
+        x -= self.mean_.astype(np.float32)
+        x /= self.scale_.astype(np.float32)
+        return torch.from_numpy(x).to(device)
 
     def _from_model_space(self, values, dtype):
         return (values.cpu().numpy() * self.scale_ + self.mean_).astype(dtype)
