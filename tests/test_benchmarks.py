@@ -1,0 +1,38 @@
+"""The benchmark scripts run end to end on tiny inputs and print their tables."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_prints_the_comparison(capsys):
+    load("speed").main(
+        ["--rows", "600", "--features", "8", "--epochs", "1", "--repeats", "1"]
+    )
+    out = capsys.readouterr().out
+    for row in ("| train rows/s |", "| encode rows/s |", "| transform 1 row |"):
+        assert row in out
+
+
+def test_scaling_prints_one_row_per_size(capsys):
+    load("scaling").main(["--rows", "300", "600", "--features", "4"])
+    lines = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")
+    ]
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| 300", "| 600"]
+
+
+@pytest.mark.parametrize("dataset", ["digits", "manifold"])
+def test_quality_datasets_are_labelled_tables(dataset):
+    X, y = load("quality").DATASETS[dataset]()
+    assert X.ndim == 2 and len(X) == len(y) and len(set(y)) >= 6
