@@ -5,6 +5,7 @@ the training loop live in their own torch-only modules.
 """
 
 import copy
+import math
 import warnings
 from dataclasses import asdict
 from numbers import Integral, Real
@@ -146,8 +147,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (drawn with
         ``random_state``), stop when their ELBO stops improving, and restore
-        the weights of the best epoch. The standardisation statistics come from
-        the training part only.
+        the weights of the best epoch after the warm-up. The standardisation
+        statistics come from the training part only. With ``warm_start``, use an
+        int ``random_state`` so that every call holds out the same rows.
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
@@ -203,7 +205,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         draw of z per row, the same every epoch); None without
         ``early_stopping``.
     best_validation_score_ : float or None
-        Highest of ``validation_scores_``, the epoch whose weights were kept;
+        Validation ELBO of the weights that were kept: the best after the
+        warm-up, counting on a warm start the weights training started from.
         None without ``early_stopping``.
     n_iter_ : int
         Number of epochs run, over all calls of a warm start or
@@ -244,7 +247,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     >>> from sklearn.datasets import load_digits
     >>> from skvae import VAETransformer
     >>> X, _ = load_digits(return_X_y=True)
-    >>> vae = VAETransformer(n_components=2, max_iter=5, random_state=0)
+    >>> vae = VAETransformer(n_components=2, max_iter=5, warmup_epochs=0,
+    ...                      random_state=0)
     >>> Z = vae.fit_transform(X)
     >>> Z.shape
     (1797, 2)
@@ -398,13 +402,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             self._check_same_architecture()
         X = self._validate_X(X, reset=not continuing)
         early_stopping = self.early_stopping and not incremental
-        if not incremental and self.warmup_epochs >= self.max_iter:
+        epochs_before = self.n_iter_ if continuing else 0
+        if not incremental and self.warmup_epochs >= epochs_before + self.max_iter:
             warnings.warn(
                 f"warmup_epochs={self.warmup_epochs} >= max_iter={self.max_iter}: the "
                 "KL weight never reaches beta, so training never optimises the ELBO "
                 "itself. Lower warmup_epochs or raise max_iter.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         rng = _seed_source(self.random_state)
         if early_stopping:
@@ -449,6 +454,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         finally:
             if progress is not None:
                 progress.close()
+        if history.stop_reason == "interrupted" and not (continuing or history.records):
+            raise KeyboardInterrupt  # nothing trained: let _fit_or_reset unfit it
         self._record(history, config, incremental=incremental)
 
     def _split_validation(self, X, rng):
@@ -506,17 +513,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 for e in self.history_
                 if e["validation_score"] is not None
             ]
-            self.best_validation_score_ = history.best_validation_score - log_det
+            self.best_validation_score_ = (
+                history.best_validation_score - log_det
+                if history.best_validation_score > -math.inf
+                else None
+            )
         else:
             self.best_loss_ = min(self.loss_curve_, default=None)
             self.validation_scores_ = None
             self.best_validation_score_ = None
         if history.stop_reason == "interrupted":
             warnings.warn(
-                f"Training interrupted by the user after {self.n_iter_} epochs; "
-                "keeping the best weights so far.",
+                f"Training interrupted by the user after {self.n_iter_} epochs; the "
+                "model keeps its current weights (with early_stopping=True, those of "
+                "the best epoch).",
                 UserWarning,
-                stacklevel=5,
+                stacklevel=6,
             )
         elif history.stop_reason == "max_epochs" and not incremental:
             warnings.warn(
@@ -524,7 +536,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "optimisation hasn't converged yet. Raise max_iter, or set "
                 "early_stopping=True to stop on held-out data.",
                 ConvergenceWarning,
-                stacklevel=5,
+                stacklevel=6,
             )
 
     def _architecture_params(self):
@@ -586,11 +598,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # ---------------------------------------------------------------- inference
 
     def _to_model_space(self, X, device):
-        # One float32 copy standardised in place: no float64 temporaries, and
-        # torch.from_numpy shares the buffer instead of copying it again.
-        x = X.astype(np.float32, copy=True)
-        x -= self.mean_.astype(np.float32)
-        x /= self.scale_.astype(np.float32)
+        # Standardise in float64 (a column like 1e8 + noise would round to one value
+        # in float32) chunk by chunk into one float32 buffer: no full-size float64
+        # temporary, and torch.from_numpy shares the buffer instead of copying it.
+        x = np.empty(X.shape, dtype=np.float32)
+        for rows in gen_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
+            x[rows] = (X[rows] - self.mean_) / self.scale_
         return torch.from_numpy(x).to(device)
 
     def _from_model_space(self, values, dtype):
@@ -706,9 +719,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Importance-weighted lower bound of log p(x) for each row, in nats.
 
         With K = ``n_importance_samples`` draws z_k ~ q(z|x), the bound is
-        ``log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)`` (the IWAE bound). It is
-        never above the true log-likelihood log p(x), never below the ELBO in
-        expectation, and tightens as K grows; K = 1 gives a one-draw ELBO. It is
+        ``log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)`` (the IWAE bound). In
+        expectation it lies between the ELBO and the true log-likelihood
+        log p(x), and it tightens as K grows; K = 1 gives a one-draw ELBO. It is
         in the units of `X` (the standardisation's Jacobian is accounted for),
         so it compares with :meth:`sklearn.decomposition.PCA.score_samples`.
         Higher is better.

@@ -197,8 +197,8 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     ``config.n_iter_no_change`` consecutive epochs after the KL warm-up. The
     monitored value is the validation ELBO when ``config.early_stopping`` (the
     weights of the best epoch are then restored), else the training loss. A
-    ``KeyboardInterrupt`` abandons the current epoch and ends training, keeping
-    the best weights so far.
+    ``KeyboardInterrupt`` abandons the current epoch and ends training; with
+    early stopping the best weights so far are restored, else the current ones stay.
 
     Parameters
     ----------
@@ -232,6 +232,14 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     if config.early_stopping:
         val_noise = fixed_noise((1, X_val.shape[0], model.n_components), X_val.device)
     best_state = None
+    if (
+        config.early_stopping
+        and first_epoch > 0
+        and first_epoch >= config.warmup_epochs
+    ):
+        # Continuing a trained model: the weights it starts from are the ones to beat.
+        history.best_validation_score = validation_score(model, X_val, val_noise)
+        best_state = copy.deepcopy(model.state_dict())
     epochs_without_improvement = 0
     model.train()
     try:
@@ -248,8 +256,12 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
                 score = validation_score(model, X_val, val_noise)
                 record.validation_score = score
                 improved = score > history.best_validation_score + config.tol
-                if score > history.best_validation_score:
-                    # Keep the best weights on any gain; tol only sets patience.
+                # Keep the best weights on any gain (tol only sets patience), and
+                # only once the warm-up is over: before, the objective differs.
+                if (
+                    epoch >= config.warmup_epochs
+                    and score > history.best_validation_score
+                ):
                     history.best_validation_score = score
                     best_state = copy.deepcopy(model.state_dict())
             else:

@@ -515,3 +515,13 @@ def test_transform_runs_without_autograd(X_small, monkeypatch):
     monkeypatch.setattr(vae.module_, "encode", spy)
     vae.transform(X_small)
     assert modes and all(modes)
+
+
+def test_standardisation_keeps_precision_of_large_offsets():
+    # float32 cannot tell 1e8 + 1 from 1e8 + 2: standardise in float64 first.
+    rng = np.random.RandomState(0)
+    X = np.column_stack([1e8 + rng.uniform(-2, 2, 300), rng.randn(300)])
+    vae = fitted(X, max_iter=2)
+    standardised = vae._to_model_space(X, "cpu").numpy()
+    np.testing.assert_allclose(standardised.std(0), 1.0, rtol=1e-3)
+    assert len(np.unique(standardised[:, 0])) > 250

@@ -339,3 +339,60 @@ def test_training_honours_threadpool_limits(X_small, monkeypatch):
     with threadpool_limits(limits=1):
         quiet_fit(make(max_iter=2), X_small)
     assert seen == [1, 1]
+
+
+def test_interrupt_before_the_first_epoch_leaves_the_estimator_unfitted(
+    X_small, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "run_epoch", interrupted)
+    vae = make()
+    with pytest.raises(KeyboardInterrupt):
+        vae.fit(X_small)
+    assert not [name for name in vars(vae) if name.endswith("_")]
+
+
+def test_iwae_with_many_draws_is_a_log_mean_of_weights():
+    model = VAE(
+        3, 2, [8], "elu", GaussianLikelihood(3), torch.Generator().manual_seed(0)
+    )
+    x, noise = torch.randn(4, 3), torch.randn(5, 1, 2)
+    mu, log_var = model.encode(x)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * log_var))
+    prior = torch.distributions.Normal(0.0, 1.0)
+    log_weights = []
+    for eps in noise:
+        z = model.reparameterize(mu, log_var, eps)
+        log_weights.append(
+            model.likelihood.log_prob(x, model.decode(z))
+            + prior.log_prob(z).sum(1)
+            - q.log_prob(z).sum(1)
+        )
+    expected = torch.logsumexp(torch.stack(log_weights), 0) - np.log(5)
+    torch.testing.assert_close(
+        training.importance_weighted_bound(model, x, noise), expected
+    )
+
+
+def test_warm_start_with_early_stopping_never_restores_worse_weights(X_small):
+    vae = quiet_fit(make(early_stopping=True, max_iter=15, warm_start=True), X_small)
+    first_best, first_epochs = vae.best_validation_score_, vae.n_iter_
+    quiet_fit(vae.set_params(learning_rate_init=0.05, max_iter=5), X_small)
+    # The int random_state holds out the same rows, so the incoming weights score
+    # first_best again and only better epochs can replace them.
+    assert vae.best_validation_score_ >= first_best - 1e-6
+    assert (
+        vae.best_validation_score_ >= max(vae.validation_scores_[first_epochs:]) - 1e-9
+    )
+    assert len(vae.validation_scores_) == vae.n_iter_ > first_epochs
+
+
+def test_early_stopping_keeps_no_weights_from_the_warm_up(X_small):
+    vae = quiet_fit(
+        make(early_stopping=True, warmup_epochs=8, max_iter=12, n_iter_no_change=100),
+        X_small,
+    )
+    # The kept score is the best of the epochs from the warm-up's end on.
+    assert vae.best_validation_score_ == pytest.approx(max(vae.validation_scores_[7:]))
