@@ -21,12 +21,12 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._likelihoods import LIKELIHOODS, make_likelihood
-from ._networks import ACTIVATIONS, VAE
+from ._networks import ACTIVATIONS, VAE, NumpyMLP
 from ._progress import ProgressBar
 from ._training import (
     NonFiniteLossError,
@@ -45,6 +45,10 @@ _INFERENCE_BATCH_SIZE = 8192
 
 _MAX_SEED = np.iinfo(np.int32).max
 
+# transform encodes up to this many rows on the CPU with numpy rather than torch:
+# for a few rows torch's per-operation overhead dominates (see NumpyMLP).
+_NUMPY_PATH_MAX_ROWS = 16
+
 
 def _resolve_device(device):
     if device == "auto":
@@ -55,6 +59,13 @@ def _resolve_device(device):
             "(torch.cuda.is_available() is False). Use device='cpu' or device='auto'."
         )
     return torch.device(device)
+
+
+def _row_batches(n_rows, batch_size):
+    """Slices of consecutive rows. (sklearn's gen_batches validates its arguments
+    on every call, which costs more than encoding one row.)"""
+    for start in range(0, n_rows, batch_size):
+        yield slice(start, start + batch_size)
 
 
 def _make_generator(seed, device):
@@ -565,7 +576,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "the parameters."
             )
 
-    _FITTED_PRIVATE = ("_n_features_out", "_train_seed", "_architecture")
+    _FITTED_PRIVATE = (
+        "_n_features_out",
+        "_train_seed",
+        "_architecture",
+        "_numpy_encoder_cache",
+    )
 
     def _clear_fitted_state(self):
         for name in list(vars(self)):
@@ -602,15 +618,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # in float32) chunk by chunk into one float32 buffer: no full-size float64
         # temporary, and torch.from_numpy shares the buffer instead of copying it.
         x = np.empty(X.shape, dtype=np.float32)
-        for rows in gen_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
+        for rows in _row_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
             x[rows] = (X[rows] - self.mean_) / self.scale_
         return torch.from_numpy(x).to(device)
 
     def _from_model_space(self, values, dtype):
         return (values.cpu().numpy() * self.scale_ + self.mean_).astype(dtype)
 
+    def _numpy_encoder(self):
+        encoder = self.__dict__.get("_numpy_encoder_cache")
+        if encoder is None or not encoder.matches():
+            encoder = self._numpy_encoder_cache = NumpyMLP(self.module_.encoder.net)
+        return encoder
+
     def _model_device(self):
-        return next(self.module_.parameters()).device
+        # The first layer's weight: cheaper than walking module_.parameters().
+        return self.module_.encoder.net[0].weight.device
 
     def transform(self, X, return_std=False):
         """Encode `X` as the means of the posterior q(z|x).
@@ -635,10 +658,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         device = self._model_device()
+        if X.shape[0] <= _NUMPY_PATH_MAX_ROWS and device.type == "cpu":
+            x = ((X - self.mean_) / self.scale_).astype(np.float32)
+            out = self._numpy_encoder()(x)
+            mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
+            Z = mu.astype(X.dtype)
+            return (Z, np.exp(0.5 * log_var).astype(X.dtype)) if return_std else Z
         Z = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
         Z_std = np.empty_like(Z) if return_std else None
         with torch.inference_mode():
-            for rows in gen_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
+            for rows in _row_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
                 mu, log_var = self.module_.encode(self._to_model_space(X[rows], device))
                 Z[rows] = mu.cpu().numpy()
                 if return_std:
@@ -674,7 +703,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         likelihood = self.module_.likelihood
         X = np.empty((Z.shape[0], self.n_features_in_), dtype=dtype)
         with torch.inference_mode():
-            for rows in gen_batches(Z.shape[0], _INFERENCE_BATCH_SIZE):
+            for rows in _row_batches(Z.shape[0], _INFERENCE_BATCH_SIZE):
                 z = torch.tensor(Z[rows], dtype=torch.float32, device=device)
                 params = self.module_.decode(z)
                 values = (
@@ -745,7 +774,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         scores = np.empty(X.shape[0], dtype=np.float64)
         with torch.inference_mode():
             # Each row is decoded n_draws times: keep the decoded block bounded.
-            for rows in gen_batches(
+            for rows in _row_batches(
                 X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
             ):
                 x = self._to_model_space(X[rows], device)
@@ -782,6 +811,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __getstate__(self):
         state = super().__getstate__()
+        state.pop("_numpy_encoder_cache", None)  # views of this process's tensors
         module = state.get("module_")
         if module is not None and self._model_device().type != "cpu":
             # Pickles load anywhere: a GPU-trained model is stored on the CPU, with

@@ -6,11 +6,13 @@ from skvae import VAETransformer
 
 EXPECTED_FAILED_CHECKS = {
     # Networks run in float32, and BLAS picks different kernels for 1 row and for
-    # 20 rows, so a row's code can move by one float32 ulp (~1e-7 relative) with the
-    # batch it is encoded in; the check demands 1e-7. test_estimator.py checks the
-    # same property at float32 tolerance.
+    # 20 rows (and transform runs up to 16 rows through numpy, more through torch),
+    # so a row's code can move by one float32 ulp (~1e-7 relative) with the batch it
+    # is encoded in; the check demands 1e-7. It sometimes passes (XPASS, which does
+    # not fail the suite). test_estimator.py checks the property at float32
+    # tolerance.
     "check_methods_subset_invariance": (
-        "float32 networks: codes agree to float32 precision, not to rtol=1e-7"
+        "float32 networks: codes agree to float32 precision, not always to rtol=1e-7"
     ),
 }
 

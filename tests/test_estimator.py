@@ -525,3 +525,40 @@ def test_standardisation_keeps_precision_of_large_offsets():
     standardised = vae._to_model_space(X, "cpu").numpy()
     np.testing.assert_allclose(standardised.std(0), 1.0, rtol=1e-3)
     assert len(np.unique(standardised[:, 0])) > 250
+
+
+@pytest.mark.parametrize(
+    "activation", ["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
+)
+def test_small_inputs_take_the_numpy_path_and_agree_with_torch(X_small, activation):
+    import skvae._estimator as estimator_module
+
+    vae = fitted(X_small, activation=activation, max_iter=3)
+    few = X_small[: estimator_module._NUMPY_PATH_MAX_ROWS]
+    Z_numpy, std_numpy = vae.transform(few, return_std=True)
+    assert "_numpy_encoder_cache" in vars(vae)  # the numpy path ran
+    with torch.inference_mode():
+        mu, log_var = vae.module_.encode(vae._to_model_space(few, "cpu"))
+    np.testing.assert_allclose(Z_numpy, mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std_numpy, torch.exp(0.5 * log_var).numpy(), rtol=1e-5)
+
+
+def test_numpy_path_follows_training_and_replaced_weights(X_small):
+    vae = fitted(X_small, max_iter=2)
+    row = X_small[:1]
+    before = vae.transform(row)
+    vae.partial_fit(X_small)  # in-place updates show through the cached views
+    after = vae.transform(row)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(
+        after, vae.transform(np.vstack([row] * 40))[:1], rtol=1e-5
+    )
+    first = vae.module_.encoder.net[0]
+    first.weight = torch.nn.Parameter(torch.zeros_like(first.weight))  # a new tensor
+    np.testing.assert_allclose(
+        vae.transform(row),
+        vae.transform(np.vstack([row] * 40))[:1],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert "_numpy_encoder_cache" not in pickle.loads(pickle.dumps(vae)).__dict__
