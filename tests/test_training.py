@@ -126,3 +126,14 @@ def test_log_receives_one_record_per_epoch():
         log=lambda record, history: records.append(record),
     )
     assert [record.epoch for record in records] == [1, 2, 3, 4]
+
+
+def test_validation_score_is_the_same_in_chunks():
+    from skvae._training import fixed_noise, validation_score
+
+    vae, X = make_vae(), torch.randn(50, 4)
+    noise = fixed_noise((1, 50, 2), "cpu")
+    whole = validation_score(vae, X, noise)
+    assert validation_score(vae, X, noise, chunk_rows=7) == pytest.approx(
+        whole, rel=1e-5
+    )
