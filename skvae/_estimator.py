@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -25,12 +25,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._likelihoods import LIKELIHOODS, make_likelihood
+from ._likelihoods import make_table_likelihood
 from ._networks import ACTIVATIONS, VAE, NumpyMLP
 from ._progress import ProgressBar
+from ._schema import KINDS, build_schema
 from ._training import (
+    ModelData,
     NonFiniteLossError,
     TrainingConfig,
+    conditional_mean,
     fixed_noise,
     importance_weighted_bound,
     make_optimizer,
@@ -61,6 +64,11 @@ def _resolve_device(device):
     return torch.device(device)
 
 
+def _take_rows(X, rows):
+    """Rows of an array or a DataFrame by position (a slice or an index array)."""
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+
+
 def _row_batches(n_rows, batch_size):
     """Slices of consecutive rows. (sklearn's gen_batches validates its arguments
     on every call, which costs more than encoding one row.)"""
@@ -85,29 +93,18 @@ def _seed_source(random_state):
     return check_random_state(random_state)
 
 
-def _standardization(X):
-    """Per-feature mean and scale of ``X``; constant features keep a scale of 1."""
-    mean = X.mean(axis=0, dtype=np.float64)
-    scale = X.std(axis=0, dtype=np.float64)
-    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
-    return mean, scale
+def _numeric_frame(X):
+    """True for a DataFrame whose columns are all plain numbers (no bool, no labels).
 
-
-def _check_numeric_columns(X):
-    """Name the DataFrame columns that are not numbers, before numpy's terser error."""
-    if not isinstance(X, pd.DataFrame):
-        return
-    bad = {
-        str(column): str(dtype)
-        for column, dtype in X.dtypes.items()
-        if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
-    }
-    if bad:
-        raise ValueError(
-            f"VAETransformer needs numeric columns, but these are not: {bad}. "
-            "Encode them first, for example with sklearn.preprocessing.OneHotEncoder "
-            "in a sklearn.compose.ColumnTransformer."
-        )
+    Such a frame goes through ``check_array`` like an array, keeping float32;
+    any other DataFrame is read column by column by the schema.
+    """
+    return all(
+        is_numeric_dtype(dtype)
+        and not is_bool_dtype(dtype)
+        and not is_complex_dtype(dtype)
+        for dtype in X.dtypes
+    )
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -133,14 +130,28 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         order. An empty tuple gives a linear encoder and decoder.
     activation : {"relu", "elu", "gelu", "silu", "tanh", "leaky_relu"}, default="elu"
         Non-linearity between hidden layers.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        The distribution p(x|z) of a row given its latent code.
+    likelihood : {"auto", "gaussian", "bernoulli", "categorical", "poisson"} or \
+            dict, default="auto"
+        The distribution p(x|z) of each column given the latent code; a row's
+        log-likelihood is the sum of its columns'.
 
-        - ``"gaussian"``: independent Gaussians whose means the decoder predicts
-          and whose variances are learned per feature (bounded below, so
-          near-constant features cannot make the likelihood diverge).
-        - ``"bernoulli"``: independent Bernoullis whose probabilities the decoder
-          predicts; data must lie in [0, 1] and is not standardised.
+        - ``"gaussian"``: the decoder predicts the mean, the variance is learned
+          per column (bounded below, so near-constant columns cannot make the
+          likelihood diverge); values are standardised internally.
+        - ``"bernoulli"``: the decoder predicts a probability; for numbers in
+          [0, 1] (not standardised), booleans, and columns of two labels.
+        - ``"categorical"``: the decoder predicts a probability per level seen in
+          training (softmax); the encoder reads the column one-hot.
+        - ``"poisson"``: the decoder predicts a rate, for non-negative integer
+          counts.
+
+        ``"auto"`` picks per column: Gaussian for numbers, Bernoulli for
+        booleans and two-level label columns, categorical for other category,
+        string and object columns. (A numeric column with two values stays
+        Gaussian: new rows may hold others.) A single kind applies to every
+        column. A dict maps column names (positions for arrays) to kinds and
+        leaves the other columns automatic, for example
+        ``{"n_children": "poisson"}``. The result is in ``schema_``.
     beta : float, default=1.0
         Weight of the KL term. ``beta=1`` maximises the true ELBO; larger values
         give a smoother, more disentangled latent space at the cost of
@@ -187,17 +198,26 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         reconstruction and KL terms, the KL weight and the validation ELBO.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the networks train and run. ``"auto"`` picks CUDA when available.
+    handle_unknown : {"error", "missing"}, default="error"
+        What a label not seen during fit does in :meth:`transform`,
+        :meth:`score_samples` and later training calls: raise a ``ValueError``
+        naming it, or count it as a missing entry.
 
     Attributes
     ----------
+    schema_ : TableSchema
+        How each column is modelled: its dtype, likelihood, the levels seen in
+        training and its share of missing entries. ``schema_.to_frame()``
+        gives it as a DataFrame with one row per column.
     module_ : torch.nn.Module
         The trained VAE, with ``encoder``, ``decoder`` and ``likelihood``
         sub-modules.
     mean_ : ndarray of shape (n_features_in_,)
-        Per-feature mean subtracted before encoding (zeros for ``"bernoulli"``).
+        Per-column mean subtracted before encoding (0 for columns that are not
+        Gaussian).
     scale_ : ndarray of shape (n_features_in_,)
-        Per-feature standard deviation divided out before encoding (ones for
-        ``"bernoulli"``, and 1 for constant features).
+        Per-column standard deviation divided out before encoding (1 for
+        columns that are not Gaussian, and for constant columns).
     optimizer_ : torch.optim.Adam
         The optimiser, with its state, used by ``warm_start`` and
         :meth:`partial_fit` to continue training.
@@ -278,7 +298,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Interval(Integral, 1, None, closed="left"),
         ],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "likelihood": [StrOptions({"auto", *KINDS}), dict],
         "beta": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -293,6 +313,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "handle_unknown": [StrOptions({"error", "missing"})],
     }
 
     def __init__(
@@ -301,7 +322,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         *,
         hidden_layer_sizes=(256, 128),
         activation="elu",
-        likelihood="gaussian",
+        likelihood="auto",
         beta=1.0,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -316,6 +337,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         random_state=None,
         verbose=0,
         device="auto",
+        handle_unknown="error",
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -335,6 +357,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.handle_unknown = handle_unknown
 
     # ------------------------------------------------------------------ fitting
 
@@ -411,6 +434,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         continuing = self._continues_training(incremental)
         if continuing:
             self._check_same_architecture()
+        columns, dtypes = (
+            (list(X.columns), list(X.dtypes))
+            if isinstance(X, pd.DataFrame)
+            else (None, None)
+        )
         X = self._validate_X(X, reset=not continuing)
         early_stopping = self.early_stopping and not incremental
         epochs_before = self.n_iter_ if continuing else 0
@@ -426,7 +454,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if early_stopping:
             X, X_val = self._split_validation(X, rng)
         if not continuing:
-            self._initialize(X, rng)
+            self._initialize(X, rng, columns, dtypes)
         device = self._model_device()
         for group in self.optimizer_.param_groups:  # set_params may have changed it
             group["lr"] = self.learning_rate_init
@@ -443,16 +471,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         seed = np.random.SeedSequence([self._train_seed, self.n_iter_])
         progress = None
         if self.verbose:
-            log_det = float(np.log(self.scale_).sum())
+            log_det = self.schema_.mean_log_jacobian()
             progress = ProgressBar(config.max_epochs, self.n_iter_, offset=log_det)
         try:
             history = train(
                 self.module_,
                 self.optimizer_,
-                self._to_model_space(X, device),
+                self._to_model_data(X, device),
                 config,
                 generator=_make_generator(seed.generate_state(1)[0], device),
-                X_val=self._to_model_space(X_val, device) if early_stopping else None,
+                X_val=self._to_model_data(X_val, device) if early_stopping else None,
                 first_epoch=self.n_iter_,
                 log=progress,
             )
@@ -479,23 +507,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "early_stopping=False."
             )
         order = rng.permutation(X.shape[0])
-        return X[order[n_val:]], X[order[:n_val]]
+        return _take_rows(X, order[n_val:]), _take_rows(X, order[:n_val])
 
-    def _initialize(self, X, rng):
+    def _initialize(self, X, rng, columns, dtypes):
         """Build the model, optimiser and standardisation from the training rows."""
         hidden_layer_sizes = self._check_hidden_layer_sizes()
         device = _resolve_device(self.device)
         init_seed, train_seed = rng.randint(_MAX_SEED, size=2)
-        if self.likelihood == "gaussian":
-            self.mean_, self.scale_ = _standardization(X)
-        else:
-            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        schema = build_schema(X, self.likelihood, columns, dtypes)
+        self.schema_ = schema
+        self.mean_, self.scale_ = schema.mean, schema.scale
         self.module_ = VAE(
-            n_features=X.shape[1],
+            n_features=schema.input_width,
             n_components=self.n_components,
             hidden_layer_sizes=hidden_layer_sizes,
             activation=self.activation,
-            likelihood=make_likelihood(self.likelihood, X.shape[1]),
+            likelihood=make_table_likelihood(schema.blocks()),
             generator=_make_generator(init_seed, "cpu"),
         ).to(device)
         self.optimizer_ = make_optimizer(self.module_, self.learning_rate_init)
@@ -507,7 +534,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _record(self, history, config, incremental):
         """Turn the torch-side history into fitted attributes, in the units of X."""
-        log_det = float(np.log(self.scale_).sum())
+        log_det = self.schema_.mean_log_jacobian()
         for record in history.records:
             entry = asdict(record)
             entry["loss"] += log_det
@@ -601,29 +628,52 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return [int(s) for s in sizes]
 
     def _validate_X(self, X, reset):
-        _check_numeric_columns(X)
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        """Check `X`; a DataFrame with non-numeric columns stays a DataFrame."""
+        if self._reads_columns(X, reset):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] < 1:
+                raise ValueError(
+                    f"Found a DataFrame with 0 rows (shape={X.shape}) while a "
+                    "minimum of 1 is required."
+                )
+            if not reset:
+                self.schema_.check_columns(X)
+            return X
+        if not reset and not self.schema_.numeric:
             raise ValueError(
-                "likelihood='bernoulli' models data in [0, 1], but X has values in "
-                f"[{X.min():g}, {X.max():g}]. Rescale X (for example with "
-                "sklearn.preprocessing.MinMaxScaler) or use likelihood='gaussian'."
+                "This VAETransformer was fitted on a DataFrame with non-numeric "
+                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
+                "with the same columns and dtypes."
             )
-        return X
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan",
+        )
+
+    def _reads_columns(self, X, reset):
+        """True when `X` must be read column by column rather than as one array."""
+        if not isinstance(X, pd.DataFrame):
+            return False
+        if reset:
+            return not _numeric_frame(X)
+        return not (self.schema_.numeric and _numeric_frame(X))
 
     # ---------------------------------------------------------------- inference
 
-    def _to_model_space(self, X, device):
-        # Standardise in float64 (a column like 1e8 + noise would round to one value
-        # in float32) chunk by chunk into one float32 buffer: no full-size float64
-        # temporary, and torch.from_numpy shares the buffer instead of copying it.
-        x = np.empty(X.shape, dtype=np.float32)
-        for rows in _row_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
-            x[rows] = (X[rows] - self.mean_) / self.scale_
-        return torch.from_numpy(x).to(device)
+    def _to_model_data(self, X, device):
+        """The rows of `X` as the model's tensors (see ``skvae._schema``)."""
+        encoded = self.schema_.encode(X, self.handle_unknown)
 
-    def _from_model_space(self, values, dtype):
-        return (values.cpu().numpy() * self.scale_ + self.mean_).astype(dtype)
+        def tensor(array):
+            # from_numpy shares the float32 buffer rather than copying it.
+            return None if array is None else torch.from_numpy(array).to(device)
+
+        return ModelData(
+            tensor(encoded.targets), tensor(encoded.inputs), tensor(encoded.observed)
+        )
 
     def _numpy_encoder(self):
         encoder = self.__dict__.get("_numpy_encoder_cache")
@@ -657,18 +707,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         device = self._model_device()
         if X.shape[0] <= _NUMPY_PATH_MAX_ROWS and device.type == "cpu":
-            x = ((X - self.mean_) / self.scale_).astype(np.float32)
+            encoded = self.schema_.encode(X, self.handle_unknown)
+            x = encoded.targets if encoded.inputs is None else encoded.inputs
             out = self._numpy_encoder()(x)
             mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
-            Z = mu.astype(X.dtype)
-            return (Z, np.exp(0.5 * log_var).astype(X.dtype)) if return_std else Z
-        Z = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
+            Z = mu.astype(dtype)
+            return (Z, np.exp(0.5 * log_var).astype(dtype)) if return_std else Z
+        Z = np.empty((X.shape[0], self.n_components), dtype=dtype)
         Z_std = np.empty_like(Z) if return_std else None
         with torch.inference_mode():
             for rows in _row_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
-                mu, log_var = self.module_.encode(self._to_model_space(X[rows], device))
+                data = self._to_model_data(_take_rows(X, rows), device)
+                mu, log_var = self.module_.encode(data.encoder_inputs)
                 Z[rows] = mu.cpu().numpy()
                 if return_std:
                     Z_std[rows] = torch.exp(0.5 * log_var).cpu().numpy()
@@ -701,18 +754,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Decode codes to the mean of p(x|z), or to a draw when given a generator."""
         device = self._model_device()
         likelihood = self.module_.likelihood
-        X = np.empty((Z.shape[0], self.n_features_in_), dtype=dtype)
+        values = np.empty((Z.shape[0], self.schema_.width), dtype=np.float32)
         with torch.inference_mode():
             for rows in _row_batches(Z.shape[0], _INFERENCE_BATCH_SIZE):
                 z = torch.tensor(Z[rows], dtype=torch.float32, device=device)
                 params = self.module_.decode(z)
-                values = (
+                decoded = (
                     likelihood.mean(params)
                     if draw is None
                     else likelihood.sample(params, generator=draw)
                 )
-                X[rows] = self._from_model_space(values, dtype)
-        return X
+                values[rows] = decoded.cpu().numpy()
+        return self.schema_.decode(values, dtype)
 
     def sample(self, n_samples=1, random_state=None):
         """Generate rows: draw z from the prior N(0, I), then x from p(x|z).
@@ -770,17 +823,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         device = self._model_device()
         n_draws = self.n_importance_samples
         noise = fixed_noise((n_draws, 1, self.n_components), device)
-        log_det = np.log(self.scale_).sum()
         scores = np.empty(X.shape[0], dtype=np.float64)
         with torch.inference_mode():
             # Each row is decoded n_draws times: keep the decoded block bounded.
             for rows in _row_batches(
                 X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
             ):
-                x = self._to_model_space(X[rows], device)
-                bound = importance_weighted_bound(self.module_, x, noise)
-                scores[rows] = bound.cpu().numpy()
-        return scores - log_det
+                data = self._to_model_data(_take_rows(X, rows), device)
+                bound = importance_weighted_bound(self.module_, data, noise)
+                observed = None if data.observed is None else data.observed.cpu()
+                # In the caller's units: the standardisation's Jacobian, over the
+                # Gaussian entries each row has.
+                log_det = self.schema_.log_jacobian(observed)
+                scores[rows] = bound.cpu().numpy() - log_det
+        return scores
 
     def score(self, X, y=None):
         """Mean log-likelihood bound of the rows of `X`, in nats; higher is better.
@@ -802,11 +858,54 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         return float(np.mean(self.score_samples(X)))
 
+    def impute(self, X):
+        """Fill the missing entries of `X` with the model's prediction of them.
+
+        Each row's missing entries get their expectation given the row's observed
+        entries, E[x_missing | x_observed]: the decoder's means at draws of z from
+        q(z|x), weighted by how well each draw explains the observed entries
+        (self-normalised importance sampling with ``n_importance_samples``
+        draws, the same every call). Categorical and two-label columns get their
+        most probable level, integer columns a rounded value. Observed entries
+        are returned unchanged. :class:`skvae.VAEImputer` wraps this method for
+        pipelines.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with missing entries (NaN, None or ``pd.NA``).
+
+        Returns
+        -------
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features)
+            `X` with its holes filled: a DataFrame with the training columns and
+            dtypes if the model was fitted on one, else an array.
+        """
+        check_is_fitted(self)
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        X = self._validate_X(X, reset=False)
+        device = self._model_device()
+        n_draws = self.n_importance_samples
+        noise = fixed_noise((n_draws, 1, self.n_components), device)
+        values = np.empty((X.shape[0], self.schema_.width), dtype=np.float32)
+        with torch.inference_mode():
+            for rows in _row_batches(
+                X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
+            ):
+                data = self._to_model_data(_take_rows(X, rows), device)
+                means = conditional_mean(self.module_, data, noise)
+                values[rows] = means.cpu().numpy()
+        dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
+        return self.schema_.fill(X, self.schema_.decode(values, dtype), index)
+
     # --------------------------------------------------- scikit-learn plumbing
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
         return tags
 
     def __getstate__(self):

@@ -104,9 +104,179 @@ class BernoulliLikelihood(nn.Module):
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
 
 
-LIKELIHOODS = {"gaussian": GaussianLikelihood, "bernoulli": BernoulliLikelihood}
+class PoissonLikelihood(nn.Module):
+    """Independent Poisson p(x|z) per count column; the decoder predicts log-rates.
+
+    The decoder's output is added to a fixed per-column offset (the log of the
+    column's training mean), so that training starts at the right scale even for
+    large counts.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of count columns.
+    log_rate_offset : torch.Tensor of shape (n_features,), default=None
+        Added to the decoder's output; zeros when None.
+    """
+
+    # exp(20) ~ 5e8: far above any count we model, and far below float32 overflow.
+    _MAX_LOG_RATE = 20.0
+
+    def __init__(self, n_features, log_rate_offset=None):
+        super().__init__()
+        self.n_features = n_features
+        if log_rate_offset is None:
+            log_rate_offset = torch.zeros(n_features)
+        self.register_buffer("log_rate_offset", torch.as_tensor(log_rate_offset))
+
+    @property
+    def n_params(self):
+        """Number of decoder outputs this likelihood consumes."""
+        return self.n_features
+
+    def log_rate(self, params):
+        return (params + self.log_rate_offset).clamp(max=self._MAX_LOG_RATE)
+
+    def log_prob(self, x, params, mask=None):
+        """Log-probability of each row's counts, summed over (observed) columns."""
+        log_rate = self.log_rate(params)
+        per_entry = x * log_rate - log_rate.exp() - torch.lgamma(x + 1.0)
+        return _masked_row_sum(per_entry, mask)
+
+    def mean(self, params):
+        return self.log_rate(params).exp()
+
+    def sample(self, params, generator=None):
+        return torch.poisson(self.mean(params), generator=generator)
+
+
+class CategoricalLikelihood(nn.Module):
+    """One categorical column; the decoder predicts a logit per level.
+
+    The data is the column one-hot (all zeros where missing).
+
+    Parameters
+    ----------
+    n_categories : int
+        Number of levels.
+    """
+
+    def __init__(self, n_categories):
+        super().__init__()
+        self.n_categories = n_categories
+
+    @property
+    def n_params(self):
+        """Number of decoder outputs this likelihood consumes."""
+        return self.n_categories
+
+    def log_prob(self, x, params, mask=None):
+        """Log-probability of each row's level (0 where the column is missing)."""
+        # The one-hot picks the observed level's log-probability; a missing entry
+        # is all zeros and so contributes nothing, mask or not.
+        per_row = (x * F.log_softmax(params, dim=1)).sum(dim=1, keepdim=True)
+        return _masked_row_sum(per_row, mask)
+
+    def mean(self, params):
+        """The probability of each level."""
+        return F.softmax(params, dim=1)
+
+    def sample(self, params, generator=None):
+        """A one-hot draw per row."""
+        draws = torch.multinomial(self.mean(params), 1, generator=generator)
+        return F.one_hot(draws[:, 0], self.n_categories).to(params.dtype)
+
+
+class TableLikelihood(nn.Module):
+    """p(x|z) of a table: one likelihood block per group of columns.
+
+    The data, the decoder's output and the observed-mask are laid out block after
+    block (see ``skvae._schema``); each block reads its own contiguous slice, and
+    the row's log-likelihood is the sum of the blocks'.
+
+    Parameters
+    ----------
+    blocks : list of (nn.Module, int)
+        Each block's likelihood and the number of table columns it covers (its
+        width in the observed-mask).
+    """
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = nn.ModuleList(block for block, _ in blocks)
+        self._slices = []  # (data/params slice, mask slice) of each block
+        start = column = 0
+        for block, n_columns in blocks:
+            self._slices.append(
+                (
+                    slice(start, start + block.n_params),
+                    slice(column, column + n_columns),
+                )
+            )
+            start += block.n_params
+            column += n_columns
+        self.n_features = start
+
+    @property
+    def n_params(self):
+        """Number of decoder outputs this likelihood consumes."""
+        return self.n_features
+
+    def _parts(self):
+        return zip(self.blocks, self._slices, strict=True)
+
+    def log_prob(self, x, params, mask=None):
+        """Log-likelihood of each row, summed over blocks and observed entries."""
+        total = 0.0
+        for block, (data, columns) in self._parts():
+            block_mask = None if mask is None else mask[:, columns]
+            total = total + block.log_prob(x[:, data], params[:, data], block_mask)
+        return total
+
+    def _per_block(self, method, params, **kwargs):
+        if len(self.blocks) == 1:
+            return getattr(self.blocks[0], method)(params, **kwargs)
+        return torch.cat(
+            [
+                getattr(block, method)(params[:, data], **kwargs)
+                for block, (data, _) in self._parts()
+            ],
+            dim=1,
+        )
+
+    def mean(self, params):
+        """Each block's mean (probabilities for categorical blocks)."""
+        return self._per_block("mean", params)
+
+    def sample(self, params, generator=None):
+        """A draw of every block (one-hot for categorical blocks)."""
+        return self._per_block("sample", params, generator=generator)
+
+
+LIKELIHOODS = {
+    "gaussian": GaussianLikelihood,
+    "bernoulli": BernoulliLikelihood,
+    "poisson": PoissonLikelihood,
+}
 
 
 def make_likelihood(name, n_features):
     """Build the likelihood registered under ``name`` for ``n_features`` columns."""
     return LIKELIHOODS[name](n_features)
+
+
+def make_table_likelihood(blocks):
+    """A ``TableLikelihood`` from the schema's ``(kind, n_columns, width, extra)``.
+
+    ``extra`` is, for a Poisson block, the log of each column's mean count.
+    """
+    parts = []
+    for kind, n_columns, width, extra in blocks:
+        if kind == "categorical":
+            parts.append((CategoricalLikelihood(width), n_columns))
+        elif kind == "poisson":
+            offset = torch.tensor(extra, dtype=torch.float32)
+            parts.append((PoissonLikelihood(width, offset), n_columns))
+        else:
+            parts.append((make_likelihood(kind, width), n_columns))
+    return TableLikelihood(parts)

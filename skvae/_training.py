@@ -23,6 +23,46 @@ class NonFiniteLossError(ValueError):
         super().__init__(f"{message} {advice}".strip())
 
 
+# ----------------------------------------------------------------- the data
+
+
+@dataclass
+class ModelData:
+    """Rows as the model sees them (laid out by ``skvae._schema``).
+
+    ``targets`` is what the likelihood scores; ``inputs`` what the encoder reads
+    (None: the targets themselves); ``observed`` is 1 where an entry was observed
+    and 0 where it is missing, one column per table column (None: all observed).
+    """
+
+    targets: torch.Tensor
+    inputs: torch.Tensor | None = None
+    observed: torch.Tensor | None = None
+
+    def __getitem__(self, rows):
+        return ModelData(
+            self.targets[rows],
+            None if self.inputs is None else self.inputs[rows],
+            None if self.observed is None else self.observed[rows],
+        )
+
+    def __len__(self):
+        return self.targets.shape[0]
+
+    @property
+    def encoder_inputs(self):
+        return self.targets if self.inputs is None else self.inputs
+
+    @property
+    def device(self):
+        return self.targets.device
+
+
+def as_model_data(x):
+    """``x`` itself if it is ``ModelData``, else a fully observed tensor wrapped."""
+    return x if isinstance(x, ModelData) else ModelData(x)
+
+
 # ----------------------------------------------------------------- the objective
 
 
@@ -31,24 +71,27 @@ def gaussian_kl(mu, log_var):
     return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
 
 
-def _decode_draws(model, x, noise, mask=None):
-    """Encode ``x``, draw z for each of ``noise``'s draws, score x under each.
+def _decode_draws(model, data, noise):
+    """Encode ``data``, draw z for each of ``noise``'s draws, score x under each.
 
-    Returns mu, log_var, z of shape (n_draws, n_rows, n_components) and the
-    log-likelihood log p(x|z) of shape (n_draws, n_rows).
+    Returns mu, log_var, z of shape (n_draws, n_rows, n_components), the
+    log-likelihood log p(x|z) of shape (n_draws, n_rows), observed entries only,
+    and the decoder's output for every draw, of shape (n_draws * n_rows, n_params).
     """
-    mu, log_var = model.encode(x)
+    data = as_model_data(data)
+    mu, log_var = model.encode(data.encoder_inputs)
     z = model.reparameterize(mu, log_var, noise)  # broadcasts over the draws
     n_draws, n_rows, n_components = z.shape
     params = model.decode(z.reshape(n_draws * n_rows, n_components))
+    x, mask = data.targets, data.observed
     if n_draws > 1:  # score every draw against the same row
         x = x.repeat(n_draws, 1)
         mask = None if mask is None else mask.repeat(n_draws, 1)
     log_lik = model.likelihood.log_prob(x, params, mask).reshape(n_draws, n_rows)
-    return mu, log_var, z, log_lik
+    return mu, log_var, z, log_lik, params
 
 
-def elbo_terms(model, x, noise, mask=None):
+def elbo_terms(model, x, noise):
     """Per-row reconstruction log-likelihood E_q[log p(x|z)] and KL(q(z|x) || p(z)).
 
     ``noise`` holds standard normal draws of shape ``(n_draws, n_rows, n_components)``
@@ -56,23 +99,44 @@ def elbo_terms(model, x, noise, mask=None):
     over q is their Monte Carlo average, through the reparameterisation
     z = mu + sigma * noise so that gradients reach the encoder.
     """
-    mu, log_var, _, log_lik = _decode_draws(model, x, noise, mask)
+    mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise)
     return log_lik.mean(dim=0), gaussian_kl(mu, log_var)
 
 
-def importance_weighted_bound(model, x, noise, mask=None):
+def importance_weighted_bound(model, x, noise):
     """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k|x) of each row, z_k ~ q(z|x).
 
     A lower bound of log p(x) that tightens as the number of draws K grows; with
     K = 1 it is a one-draw estimate of the ELBO.
     """
-    mu, log_var, z, log_lik = _decode_draws(model, x, noise, mask)
+    log_weights, _ = _importance_weights(model, x, noise)
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+def _importance_weights(model, x, noise):
+    """log p(x, z_k) / q(z_k|x) for each draw z_k of q, and the decoder's outputs."""
+    _, log_var, z, log_lik, params = _decode_draws(model, x, noise)
     # log q(z|x) with z = mu + sigma * noise: the squared standardised residual
     # is noise ** 2 itself.
     log_q = -0.5 * (_LOG_2PI + log_var + noise.pow(2)).sum(dim=-1)
     log_prior = -0.5 * (_LOG_2PI + z.pow(2)).sum(dim=-1)
-    log_weights = log_lik + log_prior - log_q
-    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+    return log_lik + log_prior - log_q, params
+
+
+def conditional_mean(model, x, noise):
+    """E[x | observed entries of x] under the model, by self-normalised importance
+    sampling: the decoder's means at draws z_k ~ q(z|x), weighted by
+    p(x_obs, z_k) / q(z_k|x).
+
+    Only the observed entries weigh the draws (the likelihood is masked), so the
+    missing entries are predicted from what was seen. Returns a tensor of shape
+    (n_rows, n_params) in the likelihood's mean layout.
+    """
+    log_weights, params = _importance_weights(model, x, noise)
+    n_draws, n_rows = log_weights.shape
+    weights = torch.softmax(log_weights, dim=0)
+    means = model.likelihood.mean(params).reshape(n_draws, n_rows, -1)
+    return (weights.unsqueeze(-1) * means).sum(dim=0)
 
 
 # ---------------------------------------------------------------- the loop
@@ -150,7 +214,8 @@ def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
 
     Returns the mean reconstruction term -E_q[log p(x|z)] and mean KL per row.
     """
-    n_rows = X.shape[0]
+    X = as_model_data(X)
+    n_rows = len(X)
     n_batches = math.ceil(n_rows / config.batch_size)
     order = torch.randperm(n_rows, generator=generator, device=X.device)
     # One draw of noise per row for the whole epoch: one call instead of one a batch.
@@ -188,13 +253,14 @@ def validation_score(model, X_val, noise, chunk_rows=8192):
     Scored in chunks, so a large validation split never holds every row's hidden
     activations at once.
     """
+    X_val = as_model_data(X_val)
     total = torch.zeros((), device=X_val.device)
     with torch.inference_mode():
-        for start in range(0, X_val.shape[0], chunk_rows):
+        for start in range(0, len(X_val), chunk_rows):
             rows = slice(start, start + chunk_rows)
             log_lik, kl = elbo_terms(model, X_val[rows], noise[:, rows])
             total += (log_lik - kl).sum()
-    return (total / X_val.shape[0]).item()
+    return (total / len(X_val)).item()
 
 
 def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log=None):
@@ -213,12 +279,12 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     model : VAE
     optimizer : torch.optim.Optimizer
         Carries its state (Adam's moments) across calls.
-    X : torch.Tensor of shape (n_rows, n_features)
+    X : ModelData or torch.Tensor of shape (n_rows, n_features)
         Training data, already on the model's device.
     config : TrainingConfig
     generator : torch.Generator
         Source of the shuffling and of the reparameterisation noise.
-    X_val : torch.Tensor, default=None
+    X_val : ModelData or torch.Tensor, default=None
         Validation data, required when ``config.early_stopping``.
     first_epoch : int, default=0
         Epochs already run, for the warm-up schedule and the epoch numbers in the
@@ -236,9 +302,11 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         If an epoch's loss is NaN or infinite.
     """
     history = TrainingHistory()
+    X = as_model_data(X)
     val_noise = None
     if config.early_stopping:
-        val_noise = fixed_noise((1, X_val.shape[0], model.n_components), X_val.device)
+        X_val = as_model_data(X_val)
+        val_noise = fixed_noise((1, len(X_val), model.n_components), X_val.device)
     best_state = None
     if (
         config.early_stopping

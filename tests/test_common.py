@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvae import VAETransformer
+from skvae import VAEImputer, VAETransformer
 
 EXPECTED_FAILED_CHECKS = {
     # Networks run in float32, and BLAS picks different kernels for 1 row and for
@@ -18,7 +18,10 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [VAETransformer(max_iter=5, warmup_epochs=0, random_state=0)],
+    [
+        VAETransformer(max_iter=5, warmup_epochs=0, random_state=0),
+        VAEImputer(VAETransformer(max_iter=5, warmup_epochs=0, random_state=0)),
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible_estimator(estimator, check):

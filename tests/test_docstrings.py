@@ -9,18 +9,23 @@ from numpydoc.docscrape import ClassDoc
 from numpydoc.validate import validate
 
 import skvae
-from skvae import VAETransformer
+from skvae import VAEImputer, VAETransformer
 
-PUBLIC_METHODS = [
-    "fit",
-    "partial_fit",
-    "transform",
-    "fit_transform",
-    "inverse_transform",
-    "sample",
-    "score_samples",
-    "score",
-]
+PUBLIC_METHODS = {
+    VAETransformer: [
+        "fit",
+        "partial_fit",
+        "transform",
+        "fit_transform",
+        "inverse_transform",
+        "sample",
+        "score_samples",
+        "score",
+        "impute",
+    ],
+    VAEImputer: ["fit", "transform", "fit_transform", "get_feature_names_out"],
+}
+ESTIMATORS = list(PUBLIC_METHODS)
 
 # numpydoc checks we hold ourselves to. Left out: "SA01"/"EX01" per method (See
 # Also and Examples live on the class), "ES01" (extended summary), "RT02" (named
@@ -43,33 +48,50 @@ def numpydoc_errors(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["skvae.VAETransformer"] + [f"skvae.VAETransformer.{m}" for m in PUBLIC_METHODS],
+    [
+        f"skvae.{cls.__name__}{suffix}"
+        for cls, methods in PUBLIC_METHODS.items()
+        for suffix in ["", *(f".{m}" for m in methods)]
+    ],
 )
 def test_numpydoc_validation(name):
     assert numpydoc_errors(name) == []
 
 
-def test_class_has_a_runnable_examples_section():
-    doc = ClassDoc(VAETransformer)
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_class_has_a_runnable_examples_section(cls):
+    doc = ClassDoc(cls)
     assert any(">>>" in line for line in doc["Examples"])
 
 
-def test_every_parameter_is_documented():
-    documented = {p.name for p in ClassDoc(VAETransformer)["Parameters"]}
-    assert documented == set(inspect.signature(VAETransformer).parameters)
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_every_parameter_is_documented(cls):
+    documented = {p.name for p in ClassDoc(cls)["Parameters"]}
+    assert documented == set(inspect.signature(cls).parameters)
 
 
-def test_every_fitted_attribute_is_documented():
-    # A DataFrame, so that feature_names_in_ is set too.
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        VAETransformer(hidden_layer_sizes=(8,), max_iter=2),
+        VAEImputer(VAETransformer(hidden_layer_sizes=(8,), max_iter=2)),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_every_fitted_attribute_is_documented(estimator):
+    # A DataFrame with holes, so that feature_names_in_ and the mask are set too.
     X = pd.DataFrame(np.random.RandomState(0).randn(40, 3), columns=["a", "b", "c"])
-    vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=2).fit(X)
+    X.iloc[0, 1] = np.nan
+    estimator.fit(X)
     fitted = {
-        name for name in vars(vae) if name.endswith("_") and not name.startswith("_")
+        name
+        for name in vars(estimator)
+        if name.endswith("_") and not name.startswith("_")
     }
-    documented = {a.name for a in ClassDoc(VAETransformer)["Attributes"]}
+    documented = {a.name for a in ClassDoc(type(estimator))["Attributes"]}
     assert fitted == documented
 
 
 def test_package_exports():
-    assert skvae.__all__ == ["VAETransformer", "__version__"]
+    assert skvae.__all__ == ["VAEImputer", "VAETransformer", "__version__"]
     assert isinstance(skvae.__version__, str)

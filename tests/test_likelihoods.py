@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from skvae._likelihoods import BernoulliLikelihood, GaussianLikelihood, make_likelihood
+from skvae._likelihoods import (
+    BernoulliLikelihood,
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    PoissonLikelihood,
+    make_likelihood,
+    make_table_likelihood,
+)
 
 
 def test_gaussian_log_prob_matches_torch_distributions():
@@ -84,3 +91,63 @@ def test_bernoulli_sample_is_binary_with_the_right_rate():
     draws = BernoulliLikelihood(1).sample(params, torch.Generator().manual_seed(0))
     assert set(draws.unique().tolist()) <= {0.0, 1.0}
     assert draws.mean().item() == pytest.approx(0.3, abs=0.02)
+
+
+def test_poisson_log_prob_matches_torch_distributions():
+    lik = PoissonLikelihood(3, log_rate_offset=torch.tensor([0.0, 1.0, 2.0]))
+    params = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    x = torch.poisson(torch.full((5, 3), 3.0), torch.Generator().manual_seed(1))
+    rate = (params + torch.tensor([0.0, 1.0, 2.0])).exp()
+    expected = torch.distributions.Poisson(rate).log_prob(x).sum(dim=1)
+    torch.testing.assert_close(lik.log_prob(x, params), expected)
+    torch.testing.assert_close(lik.mean(params), rate)
+
+
+def test_categorical_log_prob_matches_torch_distributions():
+    lik = CategoricalLikelihood(4)
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    levels = torch.tensor([0, 3, 2, 1, 1, 0])
+    one_hot = torch.nn.functional.one_hot(levels, 4).float()
+    expected = torch.distributions.Categorical(logits=logits).log_prob(levels)
+    torch.testing.assert_close(lik.log_prob(one_hot, logits), expected)
+    draws = lik.sample(logits, torch.Generator().manual_seed(0))
+    assert torch.equal(draws.sum(dim=1), torch.ones(6))
+
+
+def test_table_likelihood_sums_blocks_and_skips_missing_entries():
+    blocks = [
+        ("gaussian", 2, 2, None),
+        ("poisson", 1, 1, [0.5]),
+        ("categorical", 1, 3, None),
+    ]
+    table = make_table_likelihood(blocks)
+    gaussian, poisson, categorical = table.blocks
+    assert table.n_params == 6
+    generator = torch.Generator().manual_seed(0)
+    params = torch.randn(4, 6, generator=generator)
+    x = torch.cat(
+        [
+            torch.randn(4, 2, generator=generator),
+            torch.tensor([[1.0], [0.0], [4.0], [2.0]]),
+            torch.nn.functional.one_hot(torch.tensor([2, 0, 1, 1]), 3).float(),
+        ],
+        dim=1,
+    )
+    parts = [
+        gaussian.log_prob(x[:, :2], params[:, :2]),
+        poisson.log_prob(x[:, 2:3], params[:, 2:3]),
+        categorical.log_prob(x[:, 3:], params[:, 3:]),
+    ]
+    torch.testing.assert_close(table.log_prob(x, params), sum(parts))
+    # Gaussian column 1 and the categorical column missing in row 0: their terms
+    # drop out, and the values behind them do not matter.
+    mask = torch.ones(4, 4)
+    mask[0, 1] = mask[0, 3] = 0
+    masked = table.log_prob(x, params, mask)
+    changed = x.clone()
+    changed[0, 1] = 100.0
+    torch.testing.assert_close(table.log_prob(changed, params, mask), masked)
+    std = gaussian.variance().detach().sqrt()
+    first_entry = Normal(params[0, 0], std[0]).log_prob(x[0, 0])
+    torch.testing.assert_close(masked[0], first_entry + parts[1][0])
+    torch.testing.assert_close(masked[1:], sum(parts)[1:])

@@ -1,0 +1,705 @@
+"""The table schema: which likelihood models each column, and the conversion
+between the caller's table (ndarray or DataFrame) and the model's float32 arrays.
+
+numpy and pandas only: nothing here knows about torch or scikit-learn. The model
+sees columns grouped by kind, in the order of ``KINDS``, so that each likelihood
+block reads one contiguous slice:
+
+- ``targets`` (what the likelihood scores): Gaussian columns standardised,
+  Poisson columns as raw counts, Bernoulli columns as 0/1 (or a probability),
+  categorical columns one-hot; 0 where missing.
+- ``inputs`` (what the encoder reads): the targets with counts as standardised
+  log1p(count) and Bernoulli values as -1/+1, followed by the observed-mask when
+  the model was trained on data with holes; None when identical to the targets.
+- ``observed``: 1 where an entry was observed, 0 where missing, one column per
+  table column; None when nothing is missing.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import (
+    is_bool_dtype,
+    is_complex_dtype,
+    is_numeric_dtype,
+    is_object_dtype,
+    is_string_dtype,
+)
+
+# The order of the blocks in the model's arrays.
+KINDS = ("gaussian", "poisson", "bernoulli", "categorical")
+
+# Rows converted at a time, so that a huge table never needs a float64 copy.
+_CHUNK_ROWS = 8192
+
+
+@dataclass
+class ColumnSpec:
+    """How one column of the caller's table is modelled.
+
+    ``categories`` holds the levels seen in training for categorical columns and
+    for Bernoulli columns of labels or booleans (level 0, level 1); it is None for
+    numbers. ``mean`` and ``scale`` standardise a Gaussian column, and a count's
+    log1p for the encoder.
+    """
+
+    name: object
+    kind: str
+    dtype: object
+    family: str = "number"
+    categories: np.ndarray | None = None
+    mean: float = 0.0
+    scale: float = 1.0
+    missing_rate: float = 0.0
+    mean_count: float = 0.0
+    constant: bool = False
+
+    @property
+    def width(self):
+        """Entries of the model's arrays this column takes."""
+        return len(self.categories) if self.kind == "categorical" else 1
+
+    @property
+    def labelled(self):
+        """True when values are looked up in ``categories``, not used as numbers."""
+        return self.categories is not None
+
+
+class SchemaError(ValueError):
+    """A column the model cannot take, with what to do about it."""
+
+
+# ------------------------------------------------------------ column dtypes
+
+
+def _family(column):
+    """'number', 'bool', 'label', or None for dtypes the model cannot take."""
+    dtype = column.dtype
+    if is_bool_dtype(dtype):
+        return "bool"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "label"
+    if is_complex_dtype(dtype):
+        return None
+    if is_numeric_dtype(dtype):
+        return "number"
+    if is_string_dtype(dtype) or is_object_dtype(dtype):
+        values = column.dropna()
+        if len(values) and values.map(type).isin([bool, np.bool_]).all():
+            return "bool"  # a boolean column with holes arrives as object
+        return "label"
+    return None
+
+
+def _unsupported_dtype_error(name, dtype):
+    advice = "Convert it to numbers or strings first, or drop it."
+    kind = str(dtype)
+    if kind.startswith(("datetime", "timedelta", "period")):
+        advice = (
+            "Turn it into numbers the model can read (for example elapsed days, "
+            "or year/month/weekday columns), or drop it."
+        )
+    elif "complex" in kind:
+        advice = "Split it into real and imaginary columns, or drop it."
+    return SchemaError(
+        f"Column {name!r} has dtype {kind}, which VAETransformer cannot model. {advice}"
+    )
+
+
+def _check_scalar_labels(name, values):
+    nested = values.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+    if nested.any():
+        example = values[nested].iloc[0]
+        raise SchemaError(
+            f"Column {name!r} holds nested objects (for example {example!r}); each "
+            "entry must be a single number, string or boolean. Flatten it into "
+            "separate columns, or drop it."
+        )
+
+
+def _levels(name, column):
+    """The sorted levels observed in ``column`` (a category dtype keeps its order)."""
+    values = column.dropna()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        seen = set(values.unique())
+        return np.array([c for c in column.dtype.categories if c in seen], dtype=object)
+    _check_scalar_labels(name, values)
+    unique = list(pd.unique(values))
+    try:
+        unique.sort()
+    except TypeError:  # mixed types, e.g. strings and numbers
+        unique.sort(key=lambda v: (type(v).__name__, str(v)))
+    return np.array(unique, dtype=object)
+
+
+# ------------------------------------------------------------ building the schema
+
+
+def _infer_kind(family, n_levels):
+    if family == "number":
+        # A numeric column with two values in the training data can take others
+        # later (a pixel seen as 0/1 may be 2 in new rows): it stays Gaussian
+        # unless the caller says otherwise.
+        return "gaussian"
+    if family == "bool":
+        return "bernoulli"
+    return "bernoulli" if n_levels == 2 else "categorical"
+
+
+def _check_kind(name, kind, family, numbers, levels):
+    """Refuse a likelihood the column's values cannot follow."""
+    if kind in ("gaussian", "poisson") and family == "label":
+        raise SchemaError(
+            f"Column {name!r} holds labels ({', '.join(map(repr, levels[:3]))}, ...), "
+            f"but likelihood {kind!r} needs numbers. Use 'categorical' for it."
+        )
+    if kind == "poisson":
+        not_counts = (numbers < 0) | (numbers != np.round(numbers))
+        if not_counts.any():
+            raise SchemaError(
+                f"Column {name!r} was given likelihood 'poisson', which models "
+                "non-negative integer counts, but it holds values such as "
+                f"{numbers[not_counts][0]:g}. Use 'gaussian' for it."
+            )
+    if kind == "bernoulli":
+        if family == "number" and (numbers.min() < 0 or numbers.max() > 1):
+            raise SchemaError(
+                f"Column {name!r} was given likelihood 'bernoulli', which models "
+                f"values in [0, 1], but it holds values in [{numbers.min():g}, "
+                f"{numbers.max():g}]. Rescale it (for example with MinMaxScaler), "
+                "or use 'categorical' for a two-valued column."
+            )
+        if family == "label" and len(levels) != 2:
+            raise SchemaError(
+                f"Column {name!r} was given likelihood 'bernoulli', but it has "
+                f"{len(levels)} levels in the training data, not 2. Use "
+                "'categorical' for it."
+            )
+
+
+def _column_spec(name, column, kind):
+    """The spec of one training column, ``kind`` None for automatic."""
+    family = _family(column)
+    if family is None:
+        raise _unsupported_dtype_error(name, column.dtype)
+    missing = column.isna().to_numpy()
+    if missing.all():
+        raise SchemaError(
+            f"Column {name!r} has no observed values in the training data, so "
+            "nothing can be learned about it. Drop it, or fit on rows where it is "
+            "observed."
+        )
+    numbers = None
+    if family == "label":
+        levels = _levels(name, column)
+    else:
+        numbers = _finite(name, _numbers(column))[~missing]
+        levels = np.unique(numbers)
+    if family == "bool":
+        levels = np.array([False, True], dtype=object)
+    kind = kind or _infer_kind(family, len(levels))
+    _check_kind(name, kind, family, numbers, levels)
+    spec = ColumnSpec(
+        name, kind, column.dtype, family, missing_rate=float(missing.mean())
+    )
+    if kind == "categorical" or (kind == "bernoulli" and family != "number"):
+        spec.categories = levels
+    if kind == "gaussian":
+        spec.mean, spec.scale = _mean_and_scale(numbers)
+        spec.constant = bool(np.all(numbers == numbers[0]))
+    elif kind == "poisson":
+        spec.mean, spec.scale = _mean_and_scale(np.log1p(numbers))
+        spec.mean_count = float(numbers.mean())
+    return spec
+
+
+def _mean_and_scale(values):
+    """Mean and standard deviation; a constant column keeps a scale of 1."""
+    mean = float(np.mean(values, dtype=np.float64))
+    scale = float(np.std(values, dtype=np.float64))
+    if scale < 10 * np.finfo(np.float64).eps * max(1.0, abs(mean)):
+        scale = 1.0
+    return mean, scale
+
+
+def _as_frame(X):
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, copy=False)
+
+
+def build_schema(X, likelihood="auto", columns=None, dtypes=None):
+    """The ``TableSchema`` of the training table ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or DataFrame
+    likelihood : str or dict
+        "auto" infers each column's kind; one of ``KINDS`` applies to every
+        column; a dict maps column names (positions for arrays) to kinds, the
+        columns it does not name being inferred.
+    columns, dtypes : list, default=None
+        The caller's column names and dtypes when ``X`` is the float array of a
+        numeric DataFrame: decoded tables are DataFrames with these.
+    """
+    if isinstance(X, pd.DataFrame):
+        columns, dtypes = list(X.columns), list(X.dtypes)
+    is_frame = columns is not None
+    names = list(columns) if is_frame else list(range(X.shape[1]))
+    overrides = _overrides(likelihood, names, is_frame)
+    if isinstance(X, pd.DataFrame):
+        frame = X
+    elif all(kind in (None, "gaussian") for kind in overrides.values()):
+        return _numeric_schema(X, names, dtypes, is_frame)
+    else:
+        frame = pd.DataFrame(X, copy=False)
+    specs = [
+        _column_spec(name, frame.iloc[:, j], overrides.get(name))
+        for j, name in enumerate(names)
+    ]
+    if dtypes is not None:
+        for spec, dtype in zip(specs, dtypes, strict=True):
+            spec.dtype = dtype
+    return TableSchema(specs, is_frame=is_frame)
+
+
+def _numeric_schema(X, names, dtypes, is_frame):
+    """All-Gaussian schema of a float array, computed column-wise at once."""
+    missing = np.isnan(X)
+    all_missing = missing.all(axis=0) if X.shape[0] else np.zeros(X.shape[1], bool)
+    if all_missing.any():
+        name = names[int(np.flatnonzero(all_missing)[0])]
+        raise SchemaError(
+            f"Column {name!r} has no observed values in the training data, so "
+            "nothing can be learned about it. Drop it, or fit on rows where it is "
+            "observed."
+        )
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(X, axis=0, dtype=np.float64)
+        scale = np.nanstd(X, axis=0, dtype=np.float64)
+    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
+    rates = missing.mean(axis=0)
+    dtypes = dtypes or [X.dtype] * X.shape[1]
+    constant = np.nanmin(X, axis=0) == np.nanmax(X, axis=0)
+    specs = [
+        ColumnSpec(name, "gaussian", dtype, mean=m, scale=s, missing_rate=r, constant=c)
+        for name, dtype, m, s, r, c in zip(
+            names, dtypes, mean, scale, rates, constant, strict=True
+        )
+    ]
+    return TableSchema(specs, is_frame=is_frame)
+
+
+def _overrides(likelihood, names, is_frame):
+    """Map each column name to the kind the caller asked for (None: automatic)."""
+    if isinstance(likelihood, str):
+        kind = None if likelihood == "auto" else likelihood
+        return {name: kind for name in names}
+    unknown = [key for key in likelihood if key not in names]
+    if unknown:
+        where = "columns of X" if is_frame else "column positions 0 .. n_features - 1"
+        raise SchemaError(
+            f"likelihood names columns that X does not have: {unknown}. Keys must "
+            f"be {where}."
+        )
+    bad = {key: kind for key, kind in likelihood.items() if kind not in KINDS}
+    if bad:
+        raise SchemaError(
+            f"likelihood maps columns to unknown kinds {bad}; each must be one of "
+            f"{list(KINDS)}."
+        )
+    return dict(likelihood)
+
+
+# ------------------------------------------------------------ the schema
+
+
+@dataclass
+class Encoded:
+    """A table as the model sees it; see the module docstring."""
+
+    targets: np.ndarray
+    inputs: np.ndarray | None = None
+    observed: np.ndarray | None = None
+
+
+@dataclass
+class TableSchema:
+    """The fitted description of a table: one ``ColumnSpec`` per column.
+
+    ``mask_inputs`` is True when the training data had missing entries: the
+    encoder then reads the observed-mask next to the values.
+    """
+
+    columns: list
+    is_frame: bool
+    mask_inputs: bool = False
+    order: list = field(init=False)
+
+    def __post_init__(self):
+        # Positions of the caller's columns, grouped by kind, stable within a kind.
+        self.order = sorted(
+            range(len(self.columns)), key=lambda j: KINDS.index(self.columns[j].kind)
+        )
+        gaussian = [s.kind == "gaussian" for s in self.columns]
+        self._mean = np.array(
+            [s.mean if g else 0.0 for s, g in zip(self.columns, gaussian, strict=True)]
+        )
+        self._scale = np.array(
+            [s.scale if g else 1.0 for s, g in zip(self.columns, gaussian, strict=True)]
+        )
+        self.mask_inputs = self.mask_inputs or any(
+            spec.missing_rate > 0 for spec in self.columns
+        )
+
+    # ---- shape of the model's arrays
+
+    @property
+    def n_columns(self):
+        return len(self.columns)
+
+    @property
+    def width(self):
+        """Width of ``targets`` and of the decoder's output."""
+        return sum(spec.width for spec in self.columns)
+
+    @property
+    def input_width(self):
+        return self.width + (self.n_columns if self.mask_inputs else 0)
+
+    def blocks(self):
+        """The likelihood blocks: ``(kind, n_columns, width, extra)``.
+
+        Gaussian, Poisson and Bernoulli columns each form one block; every
+        categorical column is its own block, its width the number of levels.
+        ``extra`` is the log of each column's mean count for the Poisson block.
+        """
+        blocks = []
+        for kind in KINDS[:3]:
+            specs = [s for s in self.ordered() if s.kind == kind]
+            if specs:
+                extra = None
+                if kind == "poisson":
+                    extra = [np.log(max(s.mean_count, 1e-3)) for s in specs]
+                blocks.append((kind, len(specs), len(specs), extra))
+        for spec in self.ordered():
+            if spec.kind == "categorical":
+                blocks.append(("categorical", 1, spec.width, None))
+        return blocks
+
+    def ordered(self):
+        return [self.columns[j] for j in self.order]
+
+    @property
+    def identity_order(self):
+        return self.order == list(range(self.n_columns))
+
+    @property
+    def mean(self):
+        """Per-column offset in the caller's units (0 for non-Gaussian columns)."""
+        return self._mean
+
+    @property
+    def scale(self):
+        """Per-column scale in the caller's units (1 for non-Gaussian columns)."""
+        return self._scale
+
+    @property
+    def all_gaussian(self):
+        return all(spec.kind == "gaussian" for spec in self.columns)
+
+    @property
+    def numeric(self):
+        """True when every column was numbers at fit (not labels or booleans)."""
+        return all(spec.family == "number" for spec in self.columns)
+
+    def non_numeric_names(self):
+        return [spec.name for spec in self.columns if spec.family != "number"]
+
+    def log_jacobian(self, observed=None):
+        """log |d(standardised)/d(caller's units)|^-1 per row: the sum of log scale
+        over each row's observed Gaussian entries (a scalar when all observed)."""
+        log_scale = np.log(self.scale[self.order])
+        if observed is None:
+            return float(log_scale.sum())
+        return np.asarray(observed, dtype=np.float64) @ log_scale
+
+    def mean_log_jacobian(self):
+        """``log_jacobian`` averaged over the training rows."""
+        observed = 1.0 - np.array([s.missing_rate for s in self.columns])
+        return float(observed @ np.log(self.scale))
+
+    def to_frame(self):
+        """One row per column: its dtype, likelihood, levels and missing rate."""
+        return pd.DataFrame(
+            {
+                "dtype": [str(s.dtype) for s in self.columns],
+                "likelihood": [s.kind for s in self.columns],
+                "categories": [
+                    None if s.categories is None else list(s.categories)
+                    for s in self.columns
+                ],
+                "missing_rate": [s.missing_rate for s in self.columns],
+            },
+            index=pd.Index([s.name for s in self.columns], name="column"),
+        )
+
+    def __repr__(self):
+        return f"TableSchema(\n{self.to_frame().to_string()}\n)"
+
+    # ---- caller's table -> model arrays
+
+    def check_columns(self, X):
+        """Refuse a table whose column dtypes changed since the fit."""
+        if not isinstance(X, pd.DataFrame):
+            return
+        for spec, (name, column) in zip(self.columns, X.items(), strict=True):
+            if column.isna().all():
+                continue  # nothing observed, nothing to misread
+            family = _family(column)
+            if family is None:
+                raise _unsupported_dtype_error(name, column.dtype)
+            # A boolean column that gains holes turns into floats or objects.
+            if family != spec.family and not (
+                spec.family == "bool" and family == "number"
+            ):
+                raise SchemaError(
+                    f"Column {name!r} had dtype {spec.dtype} when the model was "
+                    f"fitted but has dtype {column.dtype} now. Convert it back "
+                    f"(for example X[{name!r}].astype({str(spec.dtype)!r})) before "
+                    "calling this method."
+                )
+
+    def encode(self, X, handle_unknown="error"):
+        """``Encoded`` arrays of the table ``X`` (same columns as at fit)."""
+        if isinstance(X, np.ndarray) and not any(
+            spec.kind == "categorical" for spec in self.columns
+        ):
+            return self._encode_numeric(X)
+        self.check_columns(X)
+        frame = _as_frame(X)
+        n_rows = frame.shape[0]
+        targets = np.zeros((n_rows, self.width), dtype=np.float32)
+        inputs = np.zeros((n_rows, self.input_width), dtype=np.float32)
+        observed = np.ones((n_rows, self.n_columns), dtype=np.float32)
+        start = 0
+        for k, j in enumerate(self.order):
+            spec = self.columns[j]
+            stop = start + spec.width
+            seen = self._encode_column(
+                spec, frame.iloc[:, j], targets[:, start:stop], handle_unknown
+            )
+            observed[:, k] = seen
+            inputs[:, start:stop] = self._encoder_view(spec, targets[:, start:stop])
+            inputs[~seen, start:stop] = 0.0
+            start = stop
+        if self.mask_inputs:
+            inputs[:, self.width :] = observed
+        any_missing = not observed.all()
+        return Encoded(targets, inputs, observed if any_missing else None)
+
+    def _encode_numeric(self, X):
+        """Fast path for a float array with no categorical columns."""
+        order = None if self.identity_order else self.order
+        mean, scale = (
+            (self.mean, self.scale)
+            if order is None
+            else (self.mean[order], self.scale[order])
+        )
+        targets = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            rows = slice(start, start + _CHUNK_ROWS)
+            chunk = X[rows] if order is None else X[rows][:, order]
+            # float64 arithmetic: a column like 1e8 + noise rounds to one value
+            # in float32.
+            targets[rows] = (chunk - mean) / scale
+        missing = np.isnan(targets)
+        any_missing = missing.any()
+        if any_missing:
+            targets[missing] = 0.0
+        observed = (~missing).astype(np.float32) if any_missing else None
+        for spec, block in zip(self.ordered(), targets.T, strict=True):
+            self._check_range(spec, block)
+        if self.all_gaussian and not self.mask_inputs:
+            return Encoded(targets, None, observed)
+        inputs = np.empty((X.shape[0], self.input_width), dtype=np.float32)
+        inputs[:, : self.width] = targets
+        for k, spec in enumerate(self.ordered()):
+            if spec.kind != "gaussian":
+                inputs[:, k] = self._encoder_view(spec, targets[:, k])
+        if any_missing:
+            inputs[:, : self.width][missing] = 0.0
+        if self.mask_inputs:
+            inputs[:, self.width :] = 1.0 if observed is None else observed
+        return Encoded(targets, inputs, observed)
+
+    @staticmethod
+    def _check_range(spec, values):
+        """Refuse values a Bernoulli or Poisson column cannot take (NaN-free input)."""
+        if spec.kind == "bernoulli" and not spec.labelled and values.size:
+            low, high = values.min(), values.max()
+            if low < 0 or high > 1:
+                raise SchemaError(
+                    f"Column {spec.name!r} is modelled as Bernoulli, which needs "
+                    f"values in [0, 1], but holds values in [{low:g}, {high:g}]. "
+                    "Rescale it (for example with MinMaxScaler), or model it as "
+                    "'gaussian'."
+                )
+        if spec.kind == "poisson" and (values < 0).any():
+            raise SchemaError(
+                f"Column {spec.name!r} is modelled as counts (Poisson) but holds "
+                "negative values. Model it as 'gaussian' instead."
+            )
+
+    def _encode_column(self, spec, column, out, handle_unknown):
+        """Write one column's targets into ``out``; return its observed-mask."""
+        missing = column.isna().to_numpy()
+        if spec.labelled:
+            codes = _codes(column, spec.categories, missing)
+            unseen = (codes < 0) & ~missing
+            if unseen.any():
+                if handle_unknown == "error":
+                    example = column[unseen].iloc[0]
+                    raise SchemaError(
+                        f"Column {spec.name!r} has the value {example!r}, which was "
+                        f"not seen during fit (seen: {list(spec.categories)}). Pass "
+                        "handle_unknown='missing' to treat unseen values as missing."
+                    )
+                missing = missing | unseen
+            seen = ~missing
+            if spec.kind == "categorical":
+                out[np.flatnonzero(seen), codes[seen]] = 1.0
+            else:
+                out[seen, 0] = codes[seen]
+            return seen
+        values = _finite(spec.name, _numbers(column))
+        missing = np.isnan(values)
+        seen = ~missing
+        if spec.kind == "gaussian":
+            values = (values - spec.mean) / spec.scale
+        self._check_range(spec, values[seen])
+        out[seen, 0] = values[seen]
+        return seen
+
+    def _encoder_view(self, spec, targets):
+        """What the encoder reads for a column, from its targets."""
+        if spec.kind == "poisson":
+            return (np.log1p(np.maximum(targets, 0)) - spec.mean) / spec.scale
+        if spec.kind == "bernoulli":
+            return 2.0 * targets - 1.0
+        return targets
+
+    # ---- model arrays -> caller's table
+
+    def decode(self, values, dtype=np.float64):
+        """The caller's table from decoded block values (means or draws).
+
+        ``values`` has the layout of ``targets``: a mean or draw for Gaussian,
+        Poisson and Bernoulli columns, probabilities or one-hot draws for
+        categorical ones (turned into their most probable level).
+        """
+        if self.all_gaussian and not self.is_frame:
+            out = (values * self.scale + self.mean).astype(dtype)
+            # A constant column is its constant, whatever the model's noise says.
+            constant = [j for j, spec in enumerate(self.columns) if spec.constant]
+            out[:, constant] = self.mean[constant]
+            return out
+        return self._decode_columns(values, dtype)
+
+    def fill(self, X, predicted, index=None):
+        """``X`` with its missing entries taken from ``predicted``.
+
+        ``predicted`` is ``decode``'s output for the same rows. A table fitted as
+        a DataFrame comes back as a DataFrame with the training columns and dtypes
+        (and ``index``, when ``X`` is the float array of a numeric frame).
+        """
+        if isinstance(X, np.ndarray):
+            as_array = (
+                predicted.to_numpy(dtype=np.float64)
+                if isinstance(predicted, pd.DataFrame)
+                else predicted
+            )
+            filled = np.where(np.isnan(X), as_array, X).astype(X.dtype, copy=False)
+            if not self.is_frame:
+                return filled
+            frame = pd.DataFrame(filled, columns=predicted.columns, index=index)
+            return frame.astype(dict(predicted.dtypes))
+        filled = {}
+        for j, spec in enumerate(self.columns):
+            column = X.iloc[:, j]
+            missing = column.isna().to_numpy()
+            if missing.any():
+                values = predicted.iloc[:, j].to_numpy(dtype=object).copy()
+                values[~missing] = column.to_numpy(dtype=object)[~missing]
+                column = _as_dtype(values, spec, index=X.index)
+            filled[spec.name] = column
+        return pd.DataFrame(filled, index=X.index)
+
+    def _decode_columns(self, values, dtype):
+        columns = {}
+        start = 0
+        for j in self.order:
+            spec = self.columns[j]
+            block = values[:, start : start + spec.width]
+            start += spec.width
+            columns[j] = self._decode_column(spec, block)
+        if not self.is_frame:
+            out = np.empty((values.shape[0], self.n_columns), dtype=dtype)
+            for j, column in columns.items():
+                out[:, j] = column
+            return out
+        frame = {s.name: _as_dtype(columns[j], s) for j, s in enumerate(self.columns)}
+        return pd.DataFrame(frame)
+
+    def _decode_column(self, spec, block):
+        if spec.kind == "categorical":
+            return spec.categories[block.argmax(axis=1)]
+        values = block[:, 0].astype(np.float64)
+        if spec.constant:
+            return np.full_like(values, spec.mean)
+        if spec.kind == "gaussian":
+            return values * spec.scale + spec.mean
+        if spec.labelled:  # Bernoulli over two levels: the more probable one
+            return spec.categories[(values > 0.5).astype(int)]
+        return values
+
+
+def _numbers(column):
+    """A numeric or boolean column as float64, NaN where missing."""
+    if is_object_dtype(column.dtype):  # booleans with holes
+        return column.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _finite(name, values):
+    """``values``, refusing infinities (NaN is fine: it means missing)."""
+    if np.isinf(values).any():
+        raise SchemaError(
+            f"Column {name!r} holds infinite values. Replace them with finite "
+            "numbers, or with NaN to count them as missing."
+        )
+    return values
+
+
+def _codes(column, categories, missing):
+    """Index of each entry in ``categories``; -1 for missing and unseen values."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
+    codes = pd.Index(categories, dtype=object).get_indexer(column.astype(object))
+    codes[missing] = -1
+    return codes
+
+
+def _as_dtype(values, spec, index=None):
+    """``values`` as a Series of the column's training dtype."""
+    dtype = spec.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        values = pd.Categorical(values, dtype=dtype)
+    elif is_bool_dtype(dtype):
+        values = np.asarray(values, dtype=float) > 0.5
+    elif is_numeric_dtype(dtype):
+        values = np.asarray(values, dtype=np.float64)
+        if pd.api.types.is_integer_dtype(dtype):
+            values = np.rint(values)
+    # Series(..., dtype=object) stays object; a bare object array would be
+    # inferred as strings by pandas >= 3.
+    return pd.Series(values, dtype=dtype, index=index)
