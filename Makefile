@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint format clean
+DOCS_STAMP := $(VENV)/.docs-installed
+
+.PHONY: install test demo lint format docs clean
 
 install: $(STAMP)
 
@@ -23,6 +25,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python benchmarks/digits_demo.py --output-dir demo_output
 
+# The Sphinx site, gallery included, into docs/_build/html; warnings are errors.
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[docs]"
+	touch $(DOCS_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,4 +42,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) demo_output docs/_build docs/auto_examples

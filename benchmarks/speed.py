@@ -1,7 +1,8 @@
 """Speed: VAETransformer's training loop against a hand-written PyTorch loop.
 
-All train the same architecture (encoder n_features-256-128-2k, mirrored decoder,
-learned per-feature variance, Adam) with the same batch size: the hand-written loop
+All train the same architecture (VAETransformer's default hidden layers and
+activation, mirrored decoder, learned per-feature variance, Adam at the default
+learning rate) with the same batch size: the hand-written loop
 slices a preloaded float32 tensor by permuted indices and has no wrapper at all; a
 second hand-written loop draws its batches from ``torch.utils.data.DataLoader``.
 Runs alternate between the loops so machine noise hits all alike; medians are
@@ -24,6 +25,11 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 from skvae import VAETransformer
+from skvae._networks import ACTIVATIONS
+
+# The hand-written loops follow VAETransformer's defaults, whatever they are.
+DEFAULTS = VAETransformer().get_params()
+HIDDEN = list(DEFAULTS["hidden_layer_sizes"])
 
 
 def mlp(sizes):
@@ -31,7 +37,7 @@ def mlp(sizes):
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ELU())
+            layers.append(ACTIVATIONS[DEFAULTS["activation"]]())
     return nn.Sequential(*layers)
 
 
@@ -56,11 +62,11 @@ def hand_written_fit(X, n_components, epochs, batch_size, batches=permuted_batch
     """
     torch.manual_seed(0)
     n_features = X.shape[1]
-    encoder = mlp([n_features, 256, 128, 2 * n_components])
-    decoder = mlp([n_components, 128, 256, n_features])
+    encoder = mlp([n_features, *HIDDEN, 2 * n_components])
+    decoder = mlp([n_components, *reversed(HIDDEN), n_features])
     raw_variance = nn.Parameter(torch.full((n_features,), 0.5413))
     params = [*encoder.parameters(), *decoder.parameters(), raw_variance]
-    optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
+    optimizer = torch.optim.Adam(params, lr=DEFAULTS["learning_rate_init"], fused=True)
     start = time.perf_counter()
     for _ in range(epochs):
         for x in batches(X, batch_size):
@@ -86,7 +92,6 @@ def hand_written_encode(encoder, X, batch_size=8192):
 def skvae_fit(X, n_components, epochs, batch_size):
     vae = VAETransformer(
         n_components,
-        activation="elu",
         warmup_epochs=0,
         batch_size=batch_size,
         max_iter=epochs,

@@ -64,6 +64,16 @@ def _resolve_device(device):
     return torch.device(device)
 
 
+def _plain_float_rows(X):
+    """True for a 2-D float32/float64 numpy array with at least one row."""
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.shape[0] > 0
+        and X.dtype in (np.float32, np.float64)
+    )
+
+
 def _take_rows(X, rows):
     """Rows of an array or a DataFrame by position (a slice or an index array)."""
     return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
@@ -117,18 +127,27 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ``E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))`` per row with minibatch Adam,
     the reparameterisation trick and the closed-form Gaussian KL.
 
-    With ``likelihood="gaussian"`` the inputs are standardised internally with the
-    training data's mean and standard deviation, so unscaled tables work as they
-    are; :meth:`inverse_transform` and :meth:`sample` answer in the caller's scale.
+    Tables go in as they are: a numpy array, or a pandas DataFrame mixing
+    numbers, booleans, categories and strings. Each column gets its own
+    likelihood (see ``likelihood`` and ``schema_``). Numeric columns are
+    standardised internally with the training data's mean and standard
+    deviation; :meth:`inverse_transform` and :meth:`sample` answer in the caller's
+    units, as a DataFrame with the training columns and dtypes when the model was
+    fitted on one.
+
+    Missing entries (NaN, None, ``pd.NA``) are allowed everywhere: a row's ELBO
+    counts its observed entries only, and when the training data has holes the
+    encoder also reads one observed-flag per column. :meth:`impute` fills holes
+    with the model's predictions; :class:`VAEImputer` does it in a pipeline.
 
     Parameters
     ----------
     n_components : int, default=2
         Dimension of the latent space.
-    hidden_layer_sizes : int or array-like of int, default=(256, 128)
+    hidden_layer_sizes : int or array-like of int, default=(512, 256)
         Widths of the encoder's hidden layers; the decoder uses them in reverse
         order. An empty tuple gives a linear encoder and decoder.
-    activation : {"relu", "elu", "gelu", "silu", "tanh", "leaky_relu"}, default="elu"
+    activation : {"relu", "elu", "gelu", "silu", "tanh", "leaky_relu"}, default="relu"
         Non-linearity between hidden layers.
     likelihood : {"auto", "gaussian", "bernoulli", "categorical", "poisson"} or \
             dict, default="auto"
@@ -158,9 +177,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         reconstruction.
     batch_size : int, default=128
         Rows per minibatch. Clipped to the number of rows.
-    learning_rate_init : float, default=1e-3
+    learning_rate_init : float, default=2e-3
         Step size of the Adam optimiser.
-    max_iter : int, default=200
+    max_iter : int, default=150
         Maximum number of epochs (passes over the training data).
     tol : float, default=1e-4
         Minimum improvement, in nats per row, of the monitored value (the
@@ -320,13 +339,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(256, 128),
-        activation="elu",
+        hidden_layer_sizes=(512, 256),
+        activation="relu",
         likelihood="auto",
         beta=1.0,
         batch_size=128,
-        learning_rate_init=1e-3,
-        max_iter=200,
+        learning_rate_init=2e-3,
+        max_iter=150,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
@@ -370,7 +389,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data: a numpy array or a pandas DataFrame of numbers.
+            Training data: a numpy array of numbers, or a pandas DataFrame whose
+            columns may also be booleans, categories or strings; missing entries
+            are allowed.
         y : None
             Ignored; present for API consistency.
 
@@ -645,6 +666,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
                 "with the same columns and dtypes."
             )
+        if not reset and _plain_float_rows(X):
+            # Already a float matrix: validate_data checks the width and the
+            # feature names, and the array checks reduce to one for infinities.
+            # (check_array would cost more than encoding a row.)
+            validate_data(self, X, reset=False, skip_check_array=True)
+            if np.isinf(X).any():
+                raise ValueError(
+                    "Input X contains infinity. Replace infinite values with finite "
+                    "ones, or with NaN to count them as missing."
+                )
+            return X
         return validate_data(
             self,
             X,
@@ -737,8 +769,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
-            Mean of the decoder's distribution for each code.
+        X_original : ndarray or DataFrame of shape (n_samples, n_features_in_)
+            Mean of the decoder's distribution for each code; for label columns
+            the most probable level, for integer columns the rounded mean. A
+            DataFrame with the training columns and dtypes if the model was
+            fitted on one.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
@@ -779,8 +814,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_in_)
-            Generated rows, in the units of the training data.
+        X_new : ndarray or DataFrame of shape (n_samples, n_features_in_)
+            Generated rows, in the units of the training data; a DataFrame with
+            the training columns and dtypes if the model was fitted on one.
         """
         check_is_fitted(self)
         valid = isinstance(n_samples, Integral) and not isinstance(n_samples, bool)

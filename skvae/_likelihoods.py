@@ -204,42 +204,47 @@ class TableLikelihood(nn.Module):
     def __init__(self, blocks):
         super().__init__()
         self.blocks = nn.ModuleList(block for block, _ in blocks)
-        self._slices = []  # (data/params slice, mask slice) of each block
-        start = column = 0
-        for block, n_columns in blocks:
-            self._slices.append(
-                (
-                    slice(start, start + block.n_params),
-                    slice(column, column + n_columns),
-                )
-            )
-            start += block.n_params
-            column += n_columns
-        self.n_features = start
+        self._widths = [block.n_params for block, _ in blocks]
+        self._n_columns = [n_columns for _, n_columns in blocks]
+        self.n_features = sum(self._widths)
 
     @property
     def n_params(self):
         """Number of decoder outputs this likelihood consumes."""
         return self.n_features
 
-    def _parts(self):
-        return zip(self.blocks, self._slices, strict=True)
+    def _split(self, tensor, sizes):
+        # One split rather than a slice per block: its backward is one
+        # concatenation, where slices would each fill a zero tensor.
+        return tensor.split(sizes, dim=1)
 
     def log_prob(self, x, params, mask=None):
         """Log-likelihood of each row, summed over blocks and observed entries."""
-        total = 0.0
-        for block, (data, columns) in self._parts():
-            block_mask = None if mask is None else mask[:, columns]
-            total = total + block.log_prob(x[:, data], params[:, data], block_mask)
-        return total
+        if len(self.blocks) == 1:  # the common all-numeric table: no splitting
+            return self.blocks[0].log_prob(x, params, mask)
+        masks = (
+            [None] * len(self.blocks)
+            if mask is None
+            else self._split(mask, self._n_columns)
+        )
+        parts = zip(
+            self.blocks,
+            self._split(x, self._widths),
+            self._split(params, self._widths),
+            masks,
+            strict=True,
+        )
+        return sum(block.log_prob(*args) for block, *args in parts)
 
     def _per_block(self, method, params, **kwargs):
         if len(self.blocks) == 1:
             return getattr(self.blocks[0], method)(params, **kwargs)
         return torch.cat(
             [
-                getattr(block, method)(params[:, data], **kwargs)
-                for block, (data, _) in self._parts()
+                getattr(block, method)(block_params, **kwargs)
+                for block, block_params in zip(
+                    self.blocks, self._split(params, self._widths), strict=True
+                )
             ],
             dim=1,
         )

@@ -341,6 +341,17 @@ class TableSchema:
             range(len(self.columns)), key=lambda j: KINDS.index(self.columns[j].kind)
         )
         gaussian = [s.kind == "gaussian" for s in self.columns]
+        # (position in the model's layout, spec) of the columns that need more
+        # than standardising; used where every column takes one entry.
+        self._not_gaussian = [
+            (k, spec)
+            for k, spec in enumerate(self.ordered())
+            if spec.kind != "gaussian"
+        ]
+        self._all_gaussian = not self._not_gaussian
+        self._numeric = all(spec.family == "number" for spec in self.columns)
+        self._one_entry_per_column = all(s.kind != "categorical" for s in self.columns)
+        self._identity_order = self.order == list(range(len(self.columns)))
         self._mean = np.array(
             [s.mean if g else 0.0 for s, g in zip(self.columns, gaussian, strict=True)]
         )
@@ -391,7 +402,7 @@ class TableSchema:
 
     @property
     def identity_order(self):
-        return self.order == list(range(self.n_columns))
+        return self._identity_order
 
     @property
     def mean(self):
@@ -405,12 +416,12 @@ class TableSchema:
 
     @property
     def all_gaussian(self):
-        return all(spec.kind == "gaussian" for spec in self.columns)
+        return self._all_gaussian
 
     @property
     def numeric(self):
         """True when every column was numbers at fit (not labels or booleans)."""
-        return all(spec.family == "number" for spec in self.columns)
+        return self._numeric
 
     def non_numeric_names(self):
         return [spec.name for spec in self.columns if spec.family != "number"]
@@ -471,9 +482,7 @@ class TableSchema:
 
     def encode(self, X, handle_unknown="error"):
         """``Encoded`` arrays of the table ``X`` (same columns as at fit)."""
-        if isinstance(X, np.ndarray) and not any(
-            spec.kind == "categorical" for spec in self.columns
-        ):
+        if isinstance(X, np.ndarray) and self._one_entry_per_column:
             return self._encode_numeric(X)
         self.check_columns(X)
         frame = _as_frame(X)
@@ -505,27 +514,29 @@ class TableSchema:
             if order is None
             else (self.mean[order], self.scale[order])
         )
-        targets = np.empty(X.shape, dtype=np.float32)
-        for start in range(0, X.shape[0], _CHUNK_ROWS):
-            rows = slice(start, start + _CHUNK_ROWS)
-            chunk = X[rows] if order is None else X[rows][:, order]
-            # float64 arithmetic: a column like 1e8 + noise rounds to one value
-            # in float32.
-            targets[rows] = (chunk - mean) / scale
+        # float64 arithmetic (mean and scale are float64): a column like
+        # 1e8 + noise rounds to one value in float32.
+        if X.shape[0] <= _CHUNK_ROWS and order is None:
+            targets = ((X - mean) / scale).astype(np.float32)
+        else:
+            targets = np.empty(X.shape, dtype=np.float32)
+            for start in range(0, X.shape[0], _CHUNK_ROWS):
+                rows = slice(start, start + _CHUNK_ROWS)
+                chunk = X[rows] if order is None else X[rows][:, order]
+                targets[rows] = (chunk - mean) / scale
         missing = np.isnan(targets)
         any_missing = missing.any()
         if any_missing:
             targets[missing] = 0.0
         observed = (~missing).astype(np.float32) if any_missing else None
-        for spec, block in zip(self.ordered(), targets.T, strict=True):
-            self._check_range(spec, block)
+        for k, spec in self._not_gaussian:
+            self._check_range(spec, targets[:, k])
         if self.all_gaussian and not self.mask_inputs:
             return Encoded(targets, None, observed)
         inputs = np.empty((X.shape[0], self.input_width), dtype=np.float32)
         inputs[:, : self.width] = targets
-        for k, spec in enumerate(self.ordered()):
-            if spec.kind != "gaussian":
-                inputs[:, k] = self._encoder_view(spec, targets[:, k])
+        for k, spec in self._not_gaussian:
+            inputs[:, k] = self._encoder_view(spec, targets[:, k])
         if any_missing:
             inputs[:, : self.width][missing] = 0.0
         if self.mask_inputs:

@@ -36,3 +36,21 @@ def test_scaling_prints_one_row_per_size(capsys):
 def test_quality_datasets_are_labelled_tables(dataset):
     X, y = load("quality").DATASETS[dataset]()
     assert X.ndim == 2 and len(X) == len(y) and len(set(y)) >= 6
+
+
+def test_imputation_prints_one_row_per_method(capsys):
+    load("imputation").main(
+        [
+            "--tables", "synthetic", "--rows", "200", "--rates", "0.3",
+            "--seeds", "0", "--vae-params", '{"max_iter": 3, "warmup_epochs": 0}',
+        ]
+    )  # fmt: skip
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 30%")
+    ]
+    methods = [row.split(" | ")[1] for row in rows]
+    assert methods == ["SimpleImputer", "KNNImputer", "IterativeImputer", "VAEImputer"]
+    # Every cell is a number: the scoring ran.
+    assert all(float(row.split(" | ")[2]) > 0 for row in rows)

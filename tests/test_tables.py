@@ -357,3 +357,14 @@ def test_mixed_frame_in_column_transformer_with_pandas_output(table):
     assert list(Z.columns) == ["vae__vaetransformer0", "vae__vaetransformer1"]
     vae = fitted(table).set_output(transform="pandas")
     assert list(vae.transform(table).columns) == ["vaetransformer0", "vaetransformer1"]
+
+
+def test_transform_refuses_infinity_in_a_float_array(X_small):
+    vae = fitted(X_small, max_iter=2)
+    X = X_small[:3].copy()
+    X[1, 2] = -np.inf
+    for method in (vae.transform, vae.score_samples, vae.impute):
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            method(X)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        vae.transform(X_small[:1, :4])  # the fast path still checks the width

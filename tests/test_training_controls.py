@@ -185,9 +185,9 @@ def test_warm_start_failure_before_training_keeps_the_model(X_small):
 
 def test_warm_start_refuses_a_changed_architecture(X_small):
     vae = quiet_fit(make(max_iter=3, warm_start=True), X_small)
-    vae.set_params(n_components=3, activation="relu")
+    vae.set_params(n_components=3, activation="tanh")
     with pytest.raises(
-        ValueError, match="n_components: 2 -> 3, activation: 'elu' -> 'relu'"
+        ValueError, match="n_components: 2 -> 3, activation: 'relu' -> 'tanh'"
     ):
         vae.fit(X_small)
     vae.set_params(warm_start=False)
