@@ -231,10 +231,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     module_ : torch.nn.Module
         The trained VAE, with ``encoder``, ``decoder`` and ``likelihood``
         sub-modules.
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Per-column mean subtracted before encoding (0 for columns that are not
         Gaussian).
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape (`n_features_in_`,)
         Per-column standard deviation divided out before encoding (1 for
         columns that are not Gaussian, and for constant columns).
     optimizer_ : torch.optim.Adam
@@ -263,7 +263,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         :meth:`partial_fit`.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :meth:`fit`. Defined only when `X` has
         feature names that are all strings.
 
@@ -769,7 +769,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_original : ndarray or DataFrame of shape (n_samples, n_features_in_)
+        X_original : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
             Mean of the decoder's distribution for each code; for label columns
             the most probable level, for integer columns the rounded mean. A
             DataFrame with the training columns and dtypes if the model was
@@ -814,7 +814,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_new : ndarray or DataFrame of shape (n_samples, n_features_in_)
+        X_new : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
             Generated rows, in the units of the training data; a DataFrame with
             the training columns and dtypes if the model was fitted on one.
         """

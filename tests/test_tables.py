@@ -368,3 +368,13 @@ def test_transform_refuses_infinity_in_a_float_array(X_small):
             method(X)
     with pytest.raises(ValueError, match="X has 4 features"):
         vae.transform(X_small[:1, :4])  # the fast path still checks the width
+
+
+def test_mixed_frame_with_holes_in_a_pipeline_and_a_search(table):
+    from sklearn.model_selection import GridSearchCV
+
+    holey, _ = with_holes(table.drop(columns="member"), 0.1)
+    pipe = make_pipeline(VAETransformer(**FAST), LogisticRegression())
+    search = GridSearchCV(pipe, {"vaetransformer__n_components": [1, 2]}, cv=2)
+    search.fit(holey, table["member"])
+    assert search.best_estimator_.score(holey, table["member"]) > 0.8

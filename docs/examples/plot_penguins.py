@@ -16,12 +16,17 @@ from palmerpenguins import load_penguins
 from skvae import VAETransformer
 
 penguins = load_penguins()
-vae = VAETransformer(n_components=2, max_iter=300, random_state=0).fit(penguins)
+# Hide 30 % of the body masses as well, to check the imputation against the truth.
+hidden = np.random.RandomState(0).rand(len(penguins)) < 0.3
+holey = penguins.copy()
+holey.loc[hidden, "body_mass_g"] = np.nan
+
+vae = VAETransformer(n_components=2, max_iter=300, random_state=0).fit(holey)
 print(vae.schema_)
 
 # %%
 # The embedding: rows with holes get a code too.
-Z = vae.transform(penguins)
+Z = vae.transform(holey)
 for species in penguins["species"].unique():
     rows = (penguins["species"] == species).to_numpy()
     plt.scatter(Z[rows, 0], Z[rows, 1], s=10, label=species)
@@ -30,11 +35,7 @@ plt.title("2-D codes of the penguins")
 plt.show()
 
 # %%
-# Imputation: hide 30 % of the body masses and fill them back in.
-rng = np.random.RandomState(0)
-hidden = rng.rand(len(penguins)) < 0.3
-holey = penguins.copy()
-holey.loc[hidden, "body_mass_g"] = np.nan
+# Imputation: the hidden body masses, filled in by a model that never saw them.
 filled = vae.impute(holey)
 truth = penguins.loc[hidden, "body_mass_g"]
 plt.scatter(truth, filled.loc[hidden, "body_mass_g"], s=10)
