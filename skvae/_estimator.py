@@ -475,7 +475,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if early_stopping:
             X, X_val = self._split_validation(X, rng)
         if not continuing:
-            self._initialize(X, rng, columns, dtypes)
+            self._initialize(X, rng, columns, dtypes, incremental)
         device = self._model_device()
         for group in self.optimizer_.param_groups:  # set_params may have changed it
             group["lr"] = self.learning_rate_init
@@ -501,7 +501,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 self._to_model_data(X, device),
                 config,
                 generator=_make_generator(seed.generate_state(1)[0], device),
-                X_val=self._to_model_data(X_val, device) if early_stopping else None,
+                # A rare label that fell only into the validation rows was passed
+                # to fit all the same: there it counts as missing, not as an error.
+                X_val=(
+                    self._to_model_data(X_val, device, handle_unknown="missing")
+                    if early_stopping
+                    else None
+                ),
                 first_epoch=self.n_iter_,
                 log=progress,
             )
@@ -530,12 +536,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         order = rng.permutation(X.shape[0])
         return _take_rows(X, order[n_val:]), _take_rows(X, order[:n_val])
 
-    def _initialize(self, X, rng, columns, dtypes):
+    def _initialize(self, X, rng, columns, dtypes, incremental):
         """Build the model, optimiser and standardisation from the training rows."""
         hidden_layer_sizes = self._check_hidden_layer_sizes()
         device = _resolve_device(self.device)
         init_seed, train_seed = rng.randint(_MAX_SEED, size=2)
-        schema = build_schema(X, self.likelihood, columns, dtypes)
+        schema = build_schema(
+            X, self.likelihood, columns, dtypes, constants=not incremental
+        )
         self.schema_ = schema
         self.mean_, self.scale_ = schema.mean, schema.scale
         self.module_ = VAE(
@@ -695,9 +703,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ---------------------------------------------------------------- inference
 
-    def _to_model_data(self, X, device):
+    def _to_model_data(self, X, device, handle_unknown=None):
         """The rows of `X` as the model's tensors (see ``skvae._schema``)."""
-        encoded = self.schema_.encode(X, self.handle_unknown)
+        encoded = self.schema_.encode(X, handle_unknown or self.handle_unknown)
 
         def tensor(array):
             # from_numpy shares the float32 buffer rather than copying it.

@@ -16,6 +16,7 @@ block reads one contiguous slice:
 """
 
 from dataclasses import dataclass, field
+from numbers import Complex, Number
 
 import numpy as np
 import pandas as pd
@@ -86,8 +87,21 @@ def _family(column):
         return "number"
     if is_string_dtype(dtype) or is_object_dtype(dtype):
         values = column.dropna()
-        if len(values) and values.map(type).isin([bool, np.bool_]).all():
+        if not len(values) or not is_object_dtype(dtype):
+            return "label"
+        if values.map(type).isin([bool, np.bool_]).all():
             return "bool"  # a boolean column with holes arrives as object
+        numbers = values.map(
+            # Number takes Decimal too; Complex (that is not real) and bool do not
+            # count.
+            lambda v: (
+                isinstance(v, Number)
+                and not isinstance(v, bool | np.bool_)
+                and not (isinstance(v, Complex) and getattr(v, "imag", 0) != 0)
+            )
+        )
+        if numbers.all():
+            return "number"  # e.g. Decimal prices, or a frame cast to object
         return "label"
     return None
 
@@ -183,7 +197,14 @@ def _column_spec(name, column, kind):
     family = _family(column)
     if family is None:
         raise _unsupported_dtype_error(name, column.dtype)
-    missing = column.isna().to_numpy()
+    all_numbers = None
+    if family == "label":
+        missing = column.isna().to_numpy()
+    else:
+        # NaN from the values themselves: a nullable Float64 column can hold a NaN
+        # that isna() does not report.
+        all_numbers = _finite(name, _numbers(column))
+        missing = np.isnan(all_numbers)
     if missing.all():
         raise SchemaError(
             f"Column {name!r} has no observed values in the training data, so "
@@ -194,7 +215,7 @@ def _column_spec(name, column, kind):
     if family == "label":
         levels = _levels(name, column)
     else:
-        numbers = _finite(name, _numbers(column))[~missing]
+        numbers = all_numbers[~missing]
         levels = np.unique(numbers)
     if family == "bool":
         levels = np.array([False, True], dtype=object)
@@ -227,7 +248,7 @@ def _as_frame(X):
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, copy=False)
 
 
-def build_schema(X, likelihood="auto", columns=None, dtypes=None):
+def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True):
     """The ``TableSchema`` of the training table ``X``.
 
     Parameters
@@ -240,6 +261,10 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None):
     columns, dtypes : list, default=None
         The caller's column names and dtypes when ``X`` is the float array of a
         numeric DataFrame: decoded tables are DataFrames with these.
+    constants : bool, default=True
+        Decode columns that are constant in ``X`` as that constant. False when
+        ``X`` is only the first chunk of the data (``partial_fit``), which may not
+        show a column's spread.
     """
     if isinstance(X, pd.DataFrame):
         columns, dtypes = list(X.columns), list(X.dtypes)
@@ -249,20 +274,21 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None):
     if isinstance(X, pd.DataFrame):
         frame = X
     elif all(kind in (None, "gaussian") for kind in overrides.values()):
-        return _numeric_schema(X, names, dtypes, is_frame)
+        return _numeric_schema(X, names, dtypes, is_frame, constants)
     else:
         frame = pd.DataFrame(X, copy=False)
     specs = [
         _column_spec(name, frame.iloc[:, j], overrides.get(name))
         for j, name in enumerate(names)
     ]
-    if dtypes is not None:
-        for spec, dtype in zip(specs, dtypes, strict=True):
-            spec.dtype = dtype
+    for j, spec in enumerate(specs):
+        spec.constant = spec.constant and constants
+        if dtypes is not None:
+            spec.dtype = dtypes[j]
     return TableSchema(specs, is_frame=is_frame)
 
 
-def _numeric_schema(X, names, dtypes, is_frame):
+def _numeric_schema(X, names, dtypes, is_frame, constants=True):
     """All-Gaussian schema of a float array, computed column-wise at once."""
     missing = np.isnan(X)
     all_missing = missing.all(axis=0) if X.shape[0] else np.zeros(X.shape[1], bool)
@@ -279,7 +305,7 @@ def _numeric_schema(X, names, dtypes, is_frame):
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
     rates = missing.mean(axis=0)
     dtypes = dtypes or [X.dtype] * X.shape[1]
-    constant = np.nanmin(X, axis=0) == np.nanmax(X, axis=0)
+    constant = (np.nanmin(X, axis=0) == np.nanmax(X, axis=0)) & constants
     specs = [
         ColumnSpec(name, "gaussian", dtype, mean=m, scale=s, missing_rate=r, constant=c)
         for name, dtype, m, s, r, c in zip(
@@ -473,10 +499,16 @@ class TableSchema:
             if family != spec.family and not (
                 spec.family == "bool" and family == "number"
             ):
+                # astype(bool) would turn every non-empty string into True.
+                how = (
+                    "Map its values back to True/False"
+                    if spec.family == "bool"
+                    else f"Convert it back (for example X[{name!r}]."
+                    f"astype({str(spec.dtype)!r}))"
+                )
                 raise SchemaError(
                     f"Column {name!r} had dtype {spec.dtype} when the model was "
-                    f"fitted but has dtype {column.dtype} now. Convert it back "
-                    f"(for example X[{name!r}].astype({str(spec.dtype)!r})) before "
+                    f"fitted but has dtype {column.dtype} now. {how} before "
                     "calling this method."
                 )
 
@@ -634,15 +666,18 @@ class TableSchema:
                 return filled
             frame = pd.DataFrame(filled, columns=predicted.columns, index=index)
             return frame.astype(dict(predicted.dtypes))
+        if not isinstance(predicted, pd.DataFrame):  # fitted on an array
+            predicted = pd.DataFrame(predicted, index=X.index)
         filled = {}
         for j, spec in enumerate(self.columns):
             column = X.iloc[:, j]
             missing = column.isna().to_numpy()
-            if missing.any():
-                values = predicted.iloc[:, j].to_numpy(dtype=object).copy()
-                values[~missing] = column.to_numpy(dtype=object)[~missing]
-                column = _as_dtype(values, spec, index=X.index)
-            filled[spec.name] = column
+            if spec.labelled:  # unseen labels were read as missing: fill them too
+                missing = missing | (_codes(column, spec.categories, missing) < 0)
+            values = column.to_numpy(dtype=object).copy()
+            values[missing] = predicted.iloc[:, j].to_numpy(dtype=object)[missing]
+            # Every column in its training dtype, holes or not.
+            filled[X.columns[j]] = _as_dtype(values, spec, index=X.index)
         return pd.DataFrame(filled, index=X.index)
 
     def _decode_columns(self, values, dtype):
@@ -676,8 +711,10 @@ class TableSchema:
 
 def _numbers(column):
     """A numeric or boolean column as float64, NaN where missing."""
-    if is_object_dtype(column.dtype):  # booleans with holes
-        return column.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    if is_object_dtype(column.dtype):  # booleans with holes, or boxed numbers
+        return np.array(
+            [np.nan if pd.isna(v) else float(v) for v in column], dtype=np.float64
+        )
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -710,7 +747,10 @@ def _as_dtype(values, spec, index=None):
     elif is_numeric_dtype(dtype):
         values = np.asarray(values, dtype=np.float64)
         if pd.api.types.is_integer_dtype(dtype):
-            values = np.rint(values)
+            # Round, and keep within the dtype: a decoded -0.4 in a uint8 column
+            # is 0, not an overflow.
+            limits = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
+            values = np.clip(np.rint(values), limits.min, limits.max)
     # Series(..., dtype=object) stays object; a bare object array would be
     # inferred as strings by pandas >= 3.
     return pd.Series(values, dtype=dtype, index=index)

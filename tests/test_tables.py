@@ -378,3 +378,79 @@ def test_mixed_frame_with_holes_in_a_pipeline_and_a_search(table):
     search = GridSearchCV(pipe, {"vaetransformer__n_components": [1, 2]}, cv=2)
     search.fit(holey, table["member"])
     assert search.best_estimator_.score(holey, table["member"]) > 0.8
+
+
+# ------------------------------------------------------------ review regressions
+
+
+def test_small_integer_columns_decode_within_their_dtype():
+    from sklearn.datasets import load_digits
+
+    pixels = pd.DataFrame(load_digits().data[:200, :16].astype(np.uint8))
+    pixels.columns = [f"p{j}" for j in range(16)]
+    vae = fitted(pixels, max_iter=3)
+    for out in (vae.inverse_transform(vae.transform(pixels)), vae.sample(50, 0)):
+        assert (out.dtypes == np.uint8).all()
+        assert out.to_numpy().max() <= 255
+
+
+def test_early_stopping_with_a_label_only_in_the_validation_rows(table):
+    rare = table.assign(shop=["harbour"] + list(table["shop"][1:]))
+    for seed in range(4):  # the rare row lands in the validation split for some
+        vae = fitted(rare, early_stopping=True, validation_fraction=0.5,
+                     random_state=seed, max_iter=3)  # fmt: skip
+        assert np.isfinite(vae.transform(rare.iloc[1:])).all()
+
+
+def test_partial_fit_does_not_freeze_a_column_constant_in_the_first_chunk(X_small):
+    X = X_small.copy()
+    X[:50, 0] = 0.0
+    vae = VAETransformer(**FAST)
+    vae.partial_fit(X[:50])
+    for _ in range(20):
+        vae.partial_fit(X)
+    assert not vae.schema_.columns[0].constant
+    assert np.ptp(vae.inverse_transform(vae.transform(X))[:, 0]) > 1.0
+
+
+def test_impute_fills_unseen_labels_read_as_missing(table):
+    vae = fitted(table, handle_unknown="missing")
+    new = table.head(4).copy()
+    new["shop"] = pd.Series(["east", "harbour", None, "west"], dtype=object)
+    filled = vae.impute(new)
+    assert set(filled["shop"]) <= {"east", "north", "south", "west"}
+    assert filled.loc[[0, 3], "shop"].tolist() == ["east", "west"]
+
+
+def test_impute_returns_training_dtypes_for_every_column(table):
+    vae = fitted(table)
+    as_floats = table.head(5).astype({"weight": float})
+    as_floats.loc[0, "length"] = np.nan
+    filled = vae.impute(as_floats)
+    assert filled.dtypes.to_dict() == table.dtypes.to_dict()
+    assert filled["weight"].tolist() == table["weight"].head(5).tolist()
+
+
+def test_array_fitted_model_imputes_a_frame_with_an_empty_object_column(X_small):
+    vae = fitted(X_small, max_iter=2)
+    frame = pd.DataFrame(X_small[:6]).astype({1: object})
+    frame[1] = None
+    filled = vae.impute(frame)
+    assert filled.notna().all().all()
+
+
+def test_object_column_of_numbers_is_numeric(table):
+    from decimal import Decimal
+
+    prices = table.assign(
+        price=pd.Series([Decimal("1.25") * i for i in range(240)], dtype=object)
+    )
+    vae = fitted(prices, max_iter=2)
+    assert vae.schema_.to_frame().loc["price", "likelihood"] == "gaussian"
+
+
+def test_boolean_column_given_as_strings_gets_no_astype_advice(table):
+    vae = fitted(table)
+    as_words = table.assign(member=np.where(table["member"], "yes", "no"))
+    with pytest.raises(ValueError, match="Map its values back to True/False"):
+        vae.transform(as_words)
