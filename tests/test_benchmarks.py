@@ -54,3 +54,16 @@ def test_imputation_prints_one_row_per_method(capsys):
     assert methods == ["SimpleImputer", "KNNImputer", "IterativeImputer", "VAEImputer"]
     # Every cell is a number: the scoring ran.
     assert all(float(row.split(" | ")[2]) > 0 for row in rows)
+
+
+def test_tune_digits_prints_a_median_line_per_setting(capsys):
+    load("tune_digits").main(
+        [
+            "--setting", '{"max_iter": 2, "hidden_layer_sizes": [16]}',
+            "--n-components", "2", "--seeds", "0", "1",
+        ]
+    )  # fmt: skip
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| {")]
+    assert len(rows) == 1
+    cells = rows[0].split(" | ")
+    assert 0 <= float(cells[2]) <= 1 and float(cells[3]) > 0  # 5-NN, MSE
