@@ -864,23 +864,31 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        scores = np.empty(X.shape[0], dtype=np.float64)
+        for rows, data, noise in self._importance_batches(X):
+            bound = importance_weighted_bound(self.module_, data, noise)
+            observed = None if data.observed is None else data.observed.cpu()
+            # In the caller's units: the standardisation's Jacobian, over the
+            # Gaussian entries each row has.
+            log_det = self.schema_.log_jacobian(observed)
+            scores[rows] = bound.cpu().numpy() - log_det
+        return scores
+
+    def _importance_batches(self, X):
+        """``(rows, data, noise)`` over `X` for the importance-sampling methods.
+
+        The ``n_importance_samples`` draws are the same for every row and every
+        call (common random numbers), and each row is decoded once per draw, so
+        batches shrink as the draws grow. Runs in inference mode.
+        """
         device = self._model_device()
         n_draws = self.n_importance_samples
         noise = fixed_noise((n_draws, 1, self.n_components), device)
-        scores = np.empty(X.shape[0], dtype=np.float64)
         with torch.inference_mode():
-            # Each row is decoded n_draws times: keep the decoded block bounded.
             for rows in _row_batches(
                 X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
             ):
-                data = self._to_model_data(_take_rows(X, rows), device)
-                bound = importance_weighted_bound(self.module_, data, noise)
-                observed = None if data.observed is None else data.observed.cpu()
-                # In the caller's units: the standardisation's Jacobian, over the
-                # Gaussian entries each row has.
-                log_det = self.schema_.log_jacobian(observed)
-                scores[rows] = bound.cpu().numpy() - log_det
-        return scores
+                yield rows, self._to_model_data(_take_rows(X, rows), device), noise
 
     def score(self, X, y=None):
         """Mean log-likelihood bound of the rows of `X`, in nats; higher is better.
@@ -928,17 +936,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         index = X.index if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=False)
-        device = self._model_device()
-        n_draws = self.n_importance_samples
-        noise = fixed_noise((n_draws, 1, self.n_components), device)
         values = np.empty((X.shape[0], self.schema_.width), dtype=np.float32)
-        with torch.inference_mode():
-            for rows in _row_batches(
-                X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
-            ):
-                data = self._to_model_data(_take_rows(X, rows), device)
-                means = conditional_mean(self.module_, data, noise)
-                values[rows] = means.cpu().numpy()
+        for rows, data, noise in self._importance_batches(X):
+            means = conditional_mean(self.module_, data, noise)
+            values[rows] = means.cpu().numpy()
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         return self.schema_.fill(X, self.schema_.decode(values, dtype), index)
 

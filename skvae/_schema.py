@@ -227,21 +227,22 @@ def _column_spec(name, column, kind):
     if kind == "categorical" or (kind == "bernoulli" and family != "number"):
         spec.categories = levels
     if kind == "gaussian":
-        spec.mean, spec.scale = _mean_and_scale(numbers)
+        spec.mean, spec.scale = map(float, _mean_and_scale(numbers))
         spec.constant = bool(np.all(numbers == numbers[0]))
     elif kind == "poisson":
-        spec.mean, spec.scale = _mean_and_scale(np.log1p(numbers))
+        spec.mean, spec.scale = map(float, _mean_and_scale(np.log1p(numbers)))
         spec.mean_count = float(numbers.mean())
     return spec
 
 
 def _mean_and_scale(values):
-    """Mean and standard deviation; a constant column keeps a scale of 1."""
-    mean = float(np.mean(values, dtype=np.float64))
-    scale = float(np.std(values, dtype=np.float64))
-    if scale < 10 * np.finfo(np.float64).eps * max(1.0, abs(mean)):
-        scale = 1.0
-    return mean, scale
+    """Mean and standard deviation over rows, NaN ignored; a constant column keeps
+    a scale of 1. Per column for a 2-D array, scalars for a 1-D one."""
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(values, axis=0, dtype=np.float64)
+        scale = np.nanstd(values, axis=0, dtype=np.float64)
+    constant = scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
+    return mean, np.where(constant, 1.0, scale)
 
 
 def _as_frame(X):
@@ -276,7 +277,7 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True
     elif all(kind in (None, "gaussian") for kind in overrides.values()):
         return _numeric_schema(X, names, dtypes, is_frame, constants)
     else:
-        frame = pd.DataFrame(X, copy=False)
+        frame = _as_frame(X)
     specs = [
         _column_spec(name, frame.iloc[:, j], overrides.get(name))
         for j, name in enumerate(names)
@@ -299,10 +300,7 @@ def _numeric_schema(X, names, dtypes, is_frame, constants=True):
             "nothing can be learned about it. Drop it, or fit on rows where it is "
             "observed."
         )
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(X, axis=0, dtype=np.float64)
-        scale = np.nanstd(X, axis=0, dtype=np.float64)
-    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
+    mean, scale = _mean_and_scale(X)
     rates = missing.mean(axis=0)
     dtypes = dtypes or [X.dtype] * X.shape[1]
     constant = (np.nanmin(X, axis=0) == np.nanmax(X, axis=0)) & constants
@@ -366,6 +364,8 @@ class TableSchema:
         self.order = sorted(
             range(len(self.columns)), key=lambda j: KINDS.index(self.columns[j].kind)
         )
+        # What follows is derived from the specs once: encode and decode run on
+        # every transform call, where recomputing it cost more than a row's maths.
         gaussian = [s.kind == "gaussian" for s in self.columns]
         # (position in the model's layout, spec) of the columns that need more
         # than standardising; used where every column takes one entry.
