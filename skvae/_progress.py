@@ -36,7 +36,8 @@ class ProgressBar:
             f"epoch {record.epoch}/{self.first_epoch + self.total_epochs}  "
             f"loss {record.loss + self.offset:.4g}  "
             f"recon {record.reconstruction + self.offset:.4g}  "
-            f"KL {record.kl:.4g}  KL weight {record.kl_weight:.3g}"
+            f"KL {record.kl:.4g}  KL weight {record.kl_weight:.3g}  "
+            f"lr {record.learning_rate:.3g}"
         )
         if record.validation_score is not None:
             line += f"  val ELBO {record.validation_score - self.offset:.4g}"

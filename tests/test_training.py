@@ -1,5 +1,6 @@
 """The ELBO and the training loop, independent of scikit-learn."""
 
+import dataclasses
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from skvae._training import (
     TrainingConfig,
     elbo_terms,
     gaussian_kl,
+    learning_rate_at,
     make_optimizer,
     train,
     train_step,
@@ -37,6 +39,7 @@ def config(**overrides):
 
 def run(vae, X, cfg, seed=0, learning_rate=1e-2, **kwargs):
     optimizer = make_optimizer(vae, learning_rate)
+    cfg = dataclasses.replace(cfg, learning_rate=learning_rate)
     return train(vae, optimizer, X, cfg, torch.Generator().manual_seed(seed), **kwargs)
 
 
@@ -137,3 +140,13 @@ def test_validation_score_is_the_same_in_chunks():
     assert validation_score(vae, X, noise, chunk_rows=7) == pytest.approx(
         whole, rel=1e-5
     )
+
+
+def test_step_schedule_counts_epochs_of_the_call():
+    cfg = config(max_epochs=150, learning_rate=2e-3, learning_rate_schedule="step")
+    rates = [learning_rate_at(epoch, cfg) for epoch in range(1, 151)]
+    assert rates == [2e-3] * 105 + [5e-4] * 45
+    one_epoch = config(max_epochs=1, learning_rate=2e-3, learning_rate_schedule="step")
+    assert learning_rate_at(1, one_epoch) == 2e-3  # never steps down within one epoch
+    constant = config(max_epochs=150, learning_rate=2e-3)
+    assert {learning_rate_at(epoch, constant) for epoch in range(1, 151)} == {2e-3}
