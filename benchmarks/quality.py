@@ -10,6 +10,10 @@ log-likelihood (methods with a density: PCA exactly, the VAE as a lower bound).
 
     python benchmarks/quality.py [--seeds 0 1 2] [--datasets digits manifold]
 
+Prints markdown tables and writes ``quality_metrics.png`` (every measure, by method)
+and ``quality_embeddings.png`` (the held-out rows' 2-D codes of the first seed) to
+``--output-dir`` (``benchmark_output`` by default).
+
 UMAP is measured when ``umap-learn`` is installed (``pip install umap-learn``).
 Run it alone: two torch processes sharing the cores slow each other down.
 """
@@ -18,6 +22,7 @@ import argparse
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits, make_swiss_roll
@@ -54,14 +59,16 @@ def manifold(n_samples=3000, n_features=20, seed=0):
 DATASETS = {"digits": digits, "manifold": manifold}
 
 
-def methods(n_components, seed):
+def methods(n_components, seed, vae_params=None):
     found = {
         "PCA": PCA(n_components, random_state=seed),
         "KernelPCA": KernelPCA(
             n_components, kernel="rbf", fit_inverse_transform=True, random_state=seed
         ),
         "Isomap": Isomap(n_components=n_components),
-        "VAETransformer": VAETransformer(n_components, random_state=seed),
+        "VAETransformer": VAETransformer(
+            n_components, random_state=seed, **(vae_params or {})
+        ),
     }
     if umap is not None:
         found["UMAP"] = umap.UMAP(n_components=n_components, random_state=seed)
@@ -90,7 +97,7 @@ def measure(model, X_train, X_test, y_train, y_test, inverse=True):
         row["MSE"] = float(np.mean((model.inverse_transform(Z_test) - X_test) ** 2))
     if hasattr(model, "score_samples"):
         row["log-lik"] = float(np.mean(model.score_samples(X_test)))
-    return row
+    return row, Z_test
 
 
 def main(argv=None):
@@ -99,6 +106,10 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--n-components", type=int, nargs="+", default=[2, 10])
     parser.add_argument("--methods", nargs="+", default=None, help="subset to run")
+    parser.add_argument(
+        "--max-iter", type=int, default=None, help="VAE epochs (default: its default)"
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmark_output"))
     parser.add_argument(
         "--skip-inverse",
         nargs="+",
@@ -109,7 +120,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # convergence chatter would drown the tables
 
-    rows = []
+    vae_params = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    rows, embeddings = [], {}
     for name in args.datasets:
         X, y = DATASETS[name]()
         for n_components in args.n_components:
@@ -120,12 +132,16 @@ def main(argv=None):
                 )
                 scaler = StandardScaler().fit(X_train)
                 X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-                for method, model in methods(n_components, seed).items():
+                for method, model in methods(n_components, seed, vae_params).items():
                     if args.methods and method not in args.methods:
                         continue
                     inverse = method not in args.skip_inverse
-                    row = measure(model, X_train, X_test, y_train, y_test, inverse)
+                    row, Z_test = measure(
+                        model, X_train, X_test, y_train, y_test, inverse
+                    )
                     results.setdefault(method, []).append(row)
+                    if n_components == 2 and seed == args.seeds[0]:
+                        embeddings.setdefault(name, {})[method] = (Z_test, y_test)
             print(
                 f"\n{name}, n_components={n_components}, medians over seeds "
                 f"{args.seeds} (held-out 30 %, standardised units)"
@@ -142,7 +158,85 @@ def main(argv=None):
                 )
     if umap is None:
         print("\nUMAP not measured: umap-learn is not installed.")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for path in (
+        plot_metrics(rows, args.output_dir / "quality_metrics.png"),
+        plot_embeddings(embeddings, args.output_dir / "quality_embeddings.png"),
+    ):
+        if path is not None:
+            print(f"wrote {path}")
     return rows
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics(rows, path):
+    """One bar chart per data set, latent size and measure; methods as bars."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    settings = list(dict.fromkeys((r["dataset"], r["k"]) for r in rows))
+    measures = {  # measure: which way is better
+        "5-NN acc": "higher",
+        "trust": "higher",
+        "MSE": "lower",
+        "log-lik": "higher",
+        "fit s": "lower",
+    }
+    fig, axes = plt.subplots(
+        len(settings),
+        len(measures),
+        figsize=(3.2 * len(measures), 2.2 * len(settings)),
+        squeeze=False,
+    )
+    for (dataset, k), axes_row in zip(settings, axes, strict=True):
+        chosen = [r for r in rows if (r["dataset"], r["k"]) == (dataset, k)]
+        for (measure_name, better), ax in zip(measures.items(), axes_row, strict=True):
+            names = [r["method"] for r in chosen]
+            values = [r[measure_name] for r in chosen]  # NaN: no bar
+            colors = ["C1" if n == "VAETransformer" else "C0" for n in names]
+            ax.barh(names, np.nan_to_num(values), color=colors)
+            ax.invert_yaxis()
+            ax.set_title(f"{dataset}, k={k}: {measure_name} ({better})", fontsize=9)
+            ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_embeddings(embeddings, path):
+    """The held-out rows' 2-D codes, one panel per data set and method."""
+    if not embeddings:
+        return None
+    plt = _pyplot()
+    n_methods = max(len(by_method) for by_method in embeddings.values())
+    fig, axes = plt.subplots(
+        len(embeddings),
+        n_methods,
+        figsize=(3 * n_methods, 3 * len(embeddings)),
+        squeeze=False,
+    )
+    for axes_row, (dataset, by_method) in zip(axes, embeddings.items(), strict=True):
+        for ax in axes_row[len(by_method) :]:
+            ax.axis("off")
+        # A data set may have fewer methods than the widest row (UMAP, filters).
+        for ax, (method, (Z, y)) in zip(axes_row, by_method.items(), strict=False):
+            ax.scatter(Z[:, 0], Z[:, 1], c=y, s=4, cmap="tab10")
+            ax.set_title(f"{dataset}: {method}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ divided by the epochs, after a warm-up fit on 10 rows has paid the one-off impor
 costs; a linear algorithm shows a constant time per row.
 
     python benchmarks/scaling.py [--rows 1000 10000 100000 1000000] [--features 64]
+
+Prints a markdown table and writes ``scaling.png`` to ``--output-dir``
+(``benchmark_output`` by default).
 """
 
 import argparse
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 
 def run_one(n_rows, n_features, epochs, batch_size):
@@ -29,7 +33,7 @@ def run_one(n_rows, n_features, epochs, batch_size):
         .astype(np.float32)
     )
     # A first fit in a process pays one-off costs (torch's optimiser imports
-    # torch._dynamo lazily, ~1.5 s here); pay them on 10 rows, outside the timing.
+    # torch._dynamo lazily, ~2 s here); pay them on 10 rows, outside the timing.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         VAETransformer(max_iter=1, device="cpu").fit(X[:10])
@@ -71,6 +75,7 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmark_output"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -86,6 +91,7 @@ def main(argv=None):
         "| data MiB |"
     )
     print("|---|---|---|---|---|---|")
+    results = []
     for n_rows in args.rows:
         command = [
             sys.executable, __file__, "--child", str(n_rows),
@@ -99,6 +105,41 @@ def main(argv=None):
             f"| {n_rows:,} | {per_epoch:.2f} | {per_epoch / n_rows * 1e6:.1f} | "
             f"{r['transform_s']:.2f} | {r['peak_mib']:.0f} | {r['data_mib']:.0f} |"
         )
+        results.append({"rows": n_rows, "epoch_s": per_epoch, **r})
+    path = plot_scaling(results, args.output_dir)
+    print(f"\nwrote {path}")
+
+
+def plot_scaling(results, output_dir):
+    """Fit time per epoch and peak memory against rows, log-log; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r["rows"] for r in results]
+    epoch_s = [r["epoch_s"] for r in results]
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    time_ax.loglog(rows, epoch_s, "o-", label="VAETransformer.fit")
+    # A line through the largest size with slope 1: what linear scaling looks like.
+    per_row = epoch_s[-1] / rows[-1]
+    time_ax.loglog(
+        rows, [n * per_row for n in rows], "--", color="grey", label="linear"
+    )
+    time_ax.set_xlabel("rows")
+    time_ax.set_ylabel("fit s / epoch")
+    time_ax.legend()
+    memory_ax.semilogx(rows, [r["peak_mib"] for r in results], "o-", label="peak RSS")
+    memory_ax.semilogx(rows, [r["data_mib"] for r in results], "s--", label="data")
+    memory_ax.set_xlabel("rows")
+    memory_ax.set_ylabel("MiB")
+    memory_ax.legend()
+    fig.tight_layout()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "scaling.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ reported. Encoding is compared the same way (batches of 8192 rows, inference mod
     python benchmarks/speed.py [--rows 20000] [--features 64] [--epochs 5] [--repeats 3]
     python benchmarks/speed.py --rows 200000 --features 100 --batch-size 1024
 
+Prints markdown tables and writes ``speed.png`` to ``--output-dir``
+(``benchmark_output`` by default).
+
 Run it alone: two torch processes sharing the cores slow each other down many-fold.
 """
 
@@ -20,6 +23,7 @@ import argparse
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -178,6 +182,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmark_output"))
     args = parser.parse_args(argv)
 
     rng = np.random.RandomState(0)
@@ -232,11 +237,55 @@ def main(argv=None):
         f"| transform 1 row | PCA: {single_pca * 1e6:.0f} us | | "
         f"{single_vae * 1e6:.0f} us | {single_vae / single_pca:.2f}x PCA's time |"
     )
+    epoch_seconds = {
+        "hand-written": hand_s,
+        "DataLoader": loader_s,
+        "VAETransformer": ours_s,
+    }
     if wrapped[0] is not None:
         skorch_s = statistics.median(wrapped)
+        epoch_seconds["skorch NeuralNet"] = skorch_s
         print("\n| loop | train s/epoch | VAETransformer's time against it |")
         print("|---|---|---|")
         print(f"| skorch NeuralNet | {skorch_s:.3f} | {ours_s / skorch_s:.2f}x |")
+    path = plot_speed(
+        epoch_seconds,
+        {
+            "hand-written": args.rows / encode_hand_s,
+            "VAETransformer": args.rows / encode_ours_s,
+        },
+        {"PCA": single_pca * 1e6, "VAETransformer": single_vae * 1e6},
+        f"{args.rows:,} x {args.features}, batch {args.batch_size}",
+        args.output_dir,
+    )
+    print(f"\nwrote {path}")
+
+
+def plot_speed(epoch_seconds, encode_rates, single_row_us, title, output_dir):
+    """Three bar charts side by side; returns the path of the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (epoch_seconds, "train s / epoch (lower is better)"),
+        (encode_rates, "encode rows / s (higher is better)"),
+        (single_row_us, "transform of 1 row, us (lower is better)"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    for ax, (values, label) in zip(axes, panels, strict=True):
+        colors = ["C1" if name == "VAETransformer" else "C0" for name in values]
+        ax.barh(list(values), list(values.values()), color=colors)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+    fig.suptitle(f"speed: {title}")
+    fig.tight_layout()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "speed.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -15,21 +15,47 @@ def load(name):
     return module
 
 
-def test_speed_prints_the_comparison(capsys):
+def assert_png(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speed_prints_the_comparison_and_plots_it(capsys, tmp_path):
     load("speed").main(
-        ["--rows", "600", "--features", "8", "--epochs", "1", "--repeats", "1"]
-    )
+        [
+            "--rows", "600", "--features", "8", "--epochs", "1", "--repeats", "1",
+            "--output-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
     out = capsys.readouterr().out
     for row in ("| train rows/s |", "| encode rows/s |", "| transform 1 row |"):
         assert row in out
+    assert_png(tmp_path / "speed.png")
 
 
-def test_scaling_prints_one_row_per_size(capsys):
-    load("scaling").main(["--rows", "300", "600", "--features", "4"])
+def test_scaling_prints_one_row_per_size_and_plots_them(capsys, tmp_path):
+    load("scaling").main(
+        ["--rows", "300", "600", "--features", "4", "--output-dir", str(tmp_path)]
+    )
     lines = [
         line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")
     ]
     assert [line.split(" | ")[0] for line in lines[1:]] == ["| 300", "| 600"]
+    assert_png(tmp_path / "scaling.png")
+
+
+def test_quality_prints_a_row_per_method_and_plots(capsys, tmp_path):
+    rows = load("quality").main(
+        [
+            "--datasets", "manifold", "--n-components", "2", "--seeds", "0",
+            "--methods", "PCA", "VAETransformer", "--max-iter", "2",
+            "--output-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert [row["method"] for row in rows] == ["PCA", "VAETransformer"]
+    out = capsys.readouterr().out
+    assert "| PCA |" in out and "| VAETransformer |" in out
+    assert_png(tmp_path / "quality_metrics.png")
+    assert_png(tmp_path / "quality_embeddings.png")
 
 
 @pytest.mark.parametrize("dataset", ["digits", "manifold"])
