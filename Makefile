@@ -42,4 +42,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) demo_output docs/_build docs/auto_examples
+	rm -rf $(VENV) demo_output benchmark_output docs/_build docs/auto_examples

@@ -6,7 +6,7 @@ The loop is a chain of small steps (``train`` -> ``run_epoch`` -> ``train_step``
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -155,7 +155,7 @@ class TrainingConfig:
     beta: float = 1.0
     warmup_epochs: int = 0
     early_stopping: bool = False
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # None: the optimiser's rate as it stands
     learning_rate_schedule: str = "constant"  # or "step"
 
 
@@ -195,16 +195,17 @@ def make_optimizer(model, learning_rate):
 # The "step" schedule: the learning rate falls to STEP_FACTOR of its initial value
 # for the epochs after the first STEP_AT share of a training call. A smaller step
 # late in training lets the weights settle in the minimum SGD noise kept them
-# around: lower reconstruction error at no extra cost (benchmarks/README.md).
+# around: lower reconstruction error in the same time (benchmarks/README.md).
 STEP_AT = 0.7
 STEP_FACTOR = 0.25
 
 
 def learning_rate_at(epoch, config):
     """Learning rate of the ``epoch``-th epoch (counting from 1) of a training call."""
-    if config.learning_rate_schedule == "step" and epoch > round(
-        STEP_AT * config.max_epochs
-    ):
+    # Half-up rounding (Python's round() rounds halves to even): 10 of 15 epochs
+    # at the full rate would be 67 %, 11 is 73 %.
+    full_rate_epochs = math.floor(STEP_AT * config.max_epochs + 0.5)
+    if config.learning_rate_schedule == "step" and epoch > full_rate_epochs:
         return config.learning_rate * STEP_FACTOR
     return config.learning_rate
 
@@ -299,10 +300,12 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     """Fit ``model`` to the rows of ``X`` with ``optimizer``, maximising the ELBO.
 
     Each epoch's learning rate follows ``config.learning_rate_schedule`` over the
-    ``config.max_epochs`` epochs of this call. Stops after them, or earlier once
-    the monitored value has failed to improve on its best by at least
-    ``config.tol`` for ``config.n_iter_no_change`` consecutive epochs after the KL
-    warm-up. The monitored value is the validation ELBO when
+    ``config.max_epochs`` epochs of this call, starting from
+    ``config.learning_rate`` (None: the optimiser's rate); it is written into the
+    optimiser's parameter groups, so the optimiser keeps the last epoch's rate.
+    Stops after them, or earlier once the monitored value has failed to improve on
+    its best by at least ``config.tol`` for ``config.n_iter_no_change`` consecutive
+    epochs after the KL warm-up. The monitored value is the validation ELBO when
     ``config.early_stopping`` (the weights of the best epoch are then restored),
     else the training loss. A ``KeyboardInterrupt`` abandons the current epoch and
     ends training; with early stopping the best weights so far are restored, else
@@ -335,6 +338,8 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     NonFiniteLossError
         If an epoch's loss is NaN or infinite.
     """
+    if config.learning_rate is None:
+        config = replace(config, learning_rate=optimizer.param_groups[0]["lr"])
     history = TrainingHistory()
     X = as_model_data(X)
     val_noise = None

@@ -405,6 +405,7 @@ def test_bernoulli_rejects_data_outside_unit_interval(X_small, X_binary):
         {"likelihood": "student_t"},
         {"beta": -1.0},
         {"batch_size": 0},
+        {"learning_rate": "adaptive"},
         {"learning_rate_init": 0.0},
         {"max_iter": 0},
         {"tol": -1.0},

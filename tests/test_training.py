@@ -1,6 +1,5 @@
 """The ELBO and the training loop, independent of scikit-learn."""
 
-import dataclasses
 import math
 
 import pytest
@@ -39,7 +38,6 @@ def config(**overrides):
 
 def run(vae, X, cfg, seed=0, learning_rate=1e-2, **kwargs):
     optimizer = make_optimizer(vae, learning_rate)
-    cfg = dataclasses.replace(cfg, learning_rate=learning_rate)
     return train(vae, optimizer, X, cfg, torch.Generator().manual_seed(seed), **kwargs)
 
 
@@ -150,3 +148,12 @@ def test_step_schedule_counts_epochs_of_the_call():
     assert learning_rate_at(1, one_epoch) == 2e-3  # never steps down within one epoch
     constant = config(max_epochs=150, learning_rate=2e-3)
     assert {learning_rate_at(epoch, constant) for epoch in range(1, 151)} == {2e-3}
+
+
+def test_train_starts_from_the_optimizers_rate_unless_told():
+    X = torch.randn(32, 4)
+    history = run(make_vae(), X, config(max_epochs=2), learning_rate=0.05)
+    assert [record.learning_rate for record in history.records] == [0.05, 0.05]
+    stepped = config(max_epochs=15, learning_rate=0.04, learning_rate_schedule="step")
+    rates = [learning_rate_at(epoch, stepped) for epoch in range(1, 16)]
+    assert rates == [0.04] * 11 + [0.01] * 4  # 10.5 epochs round up, not to even

@@ -202,8 +202,9 @@ def test_warm_start_uses_a_changed_learning_rate(X_small):
     # The second call's two epochs: the new rate, then the step schedule's quarter.
     assert [entry["learning_rate"] for entry in vae.history_[2:]] == [1e-5, 2.5e-6]
     assert {group["lr"] for group in vae.optimizer_.param_groups} == {2.5e-6}
-    # Adam moves a weight by about lr per step: 20 steps at 1e-5 move it by about
-    # 2e-4, where the original 1e-3 would have moved it by up to 2e-2.
+    # Adam moves a weight by about lr per step: 10 steps at 1e-5 and 10 at 2.5e-6
+    # move it by about 1e-4, where the original 2e-3 would have moved it by up to
+    # 3e-2.
     for old, new in zip(before, vae.module_.parameters(), strict=True):
         assert (new.detach() - old).abs().max() < 1e-3
 
@@ -358,6 +359,11 @@ def test_more_importance_samples_tighten_the_bound(X_small):
     one_draw = np.mean([mean_bound(1, seed) for seed in seeds])
     many_draws = np.mean([mean_bound(64, seed) for seed in seeds])
     assert many_draws > one_draw
+    # score() uses n_importance_samples draws: the parameter reaches it.
+    vae.set_params(n_importance_samples=1)
+    one = vae.score(X_small)
+    vae.set_params(n_importance_samples=64)
+    assert vae.score(X_small) != one
     vae.set_params(n_importance_samples=16)
     np.testing.assert_array_equal(
         vae.score_samples(X_small), vae.score_samples(X_small)
