@@ -25,26 +25,27 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._data import (
+    TrainingRows,
+    encode_rows,
+    inference_batch_rows,
+    map_batches,
+    take_rows,
+)
 from ._likelihoods import make_table_likelihood
-from ._networks import ACTIVATIONS, VAE, NumpyMLP
+from ._networks import ACTIVATIONS, VAE, NumpyMLP, TableReader
 from ._progress import ProgressBar
 from ._schema import KINDS, build_schema
 from ._training import (
-    ModelData,
     NonFiniteLossError,
     TrainingConfig,
     conditional_mean,
     fixed_noise,
     importance_weighted_bound,
     make_optimizer,
+    plan_budget,
     train,
 )
-
-# Rows pushed through the networks at once by transform, inverse_transform,
-# score_samples and sample: large enough to amortise per-call overhead, small
-# enough that a huge input never builds one giant tensor.
-_INFERENCE_BATCH_SIZE = 8192
-
 
 _MAX_SEED = np.iinfo(np.int32).max
 
@@ -72,18 +73,6 @@ def _plain_float_rows(X):
         and X.shape[0] > 0
         and X.dtype in (np.float32, np.float64)
     )
-
-
-def _take_rows(X, rows):
-    """Rows of an array or a DataFrame by position (a slice or an index array)."""
-    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
-
-
-def _row_batches(n_rows, batch_size):
-    """Slices of consecutive rows. (sklearn's gen_batches validates its arguments
-    on every call, which costs more than encoding one row.)"""
-    for start in range(0, n_rows, batch_size):
-        yield slice(start, start + batch_size)
 
 
 def _make_generator(seed, device):
@@ -175,8 +164,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Weight of the KL term. ``beta=1`` maximises the true ELBO; larger values
         give a smoother, more disentangled latent space at the cost of
         reconstruction.
-    batch_size : int, default=128
-        Rows per minibatch. Clipped to the number of rows.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch, clipped to the number of rows. ``"auto"``: 128 for
+        tables of up to 2,048 rows (what the defaults were tuned on); for
+        larger ones 128 times the square root of ``n_rows / 2048``, rounded to
+        a power of two, at most 8,192 (1,024 at 100,000 rows, 2,048 at a
+        million). See ``max_iter`` and the user guide's "Training budget".
     learning_rate : {"step", "constant"}, default="step"
         Learning-rate schedule of :meth:`fit`. ``"step"`` trains at
         ``learning_rate_init`` for the first 70 % of the ``max_iter`` epochs of
@@ -191,8 +184,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         cannot know how many passes are to come.
     learning_rate_init : float, default=2e-3
         Initial step size of the Adam optimiser.
-    max_iter : int, default=150
-        Maximum number of epochs (passes over the training data).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the training data). ``"auto"``
+        plans the budget from the number of training rows: 150 epochs up to
+        2,048 rows (about 1,500 steps); beyond, as many epochs as see
+        ``150 * 2048 * (n_rows / 2048) ** 0.4`` rows, at least 3 (15 epochs at
+        100,000 rows, 4 at a million), so that cost grows like
+        ``n_rows ** 0.4`` rather than ``150 * n_rows``. A fit that runs its
+        planned budget to the end raises no ``ConvergenceWarning`` (an explicit
+        int that is reached does). The plan is in ``training_plan_``.
     tol : float, default=1e-4
         Minimum improvement, in nats per row, of the monitored value (the
         validation ELBO with ``early_stopping``, else the training loss) that
@@ -208,11 +208,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     n_iter_no_change : int, default=10
         Training stops once this many consecutive epochs after the KL warm-up
         improve the monitored value by less than ``tol``.
-    warmup_epochs : int, default=10
-        Epochs over which the weight of the KL term ramps linearly from 0 to
-        ``beta`` (KL annealing), which keeps the latent space from collapsing
-        onto the prior early in training. Patience for stopping counts only
-        after the warm-up.
+    warmup_epochs : float or "auto", default="auto"
+        Epochs (fractions count) over which the weight of the KL term ramps
+        linearly from 0 to ``beta`` (KL annealing), which keeps the latent
+        space from collapsing onto the prior early in training. Patience for
+        stopping counts only after the warm-up. ``"auto"``: a fifteenth of the
+        planned epochs (10 of 150; one epoch of 15 at 100,000 rows); for
+        :meth:`partial_fit`, a fifteenth of what ``fit`` would plan for a
+        chunk of that size.
     n_importance_samples : int, default=16
         Draws of z per row in :meth:`score_samples` and :meth:`score`. More
         draws give a tighter (higher) bound of log p(x) in expectation, at a
@@ -262,8 +265,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     history_ : list of dict
         One record per epoch: ``epoch``, ``loss``, ``reconstruction`` (mean
         -E_q[log p(x|z)]), ``kl`` (mean KL(q(z|x) || p(z))), ``kl_weight`` (the
-        KL weight at the epoch's last step), ``learning_rate`` and
-        ``validation_score``.
+        KL weight at the epoch's last step), ``learning_rate``,
+        ``validation_score``, and the training call's progress: ``steps``
+        (minibatch steps so far), ``samples`` (rows seen so far), ``seconds``
+        (time so far) and ``rows_per_second``.
+    training_plan_ : dict
+        The last training call's budget, "auto" values resolved:
+        ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``, ``max_steps``
+        and ``max_samples``, and ``n_rows`` (the training rows).
     best_loss_ : float or None
         Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
     validation_scores_ : list of float or None
@@ -335,15 +344,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "activation": [StrOptions(set(ACTIVATIONS))],
         "likelihood": [StrOptions({"auto", *KINDS}), dict],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "learning_rate": [StrOptions({"step", "constant"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -360,15 +372,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         activation="relu",
         likelihood="auto",
         beta=1.0,
-        batch_size=128,
+        batch_size="auto",
         learning_rate="step",
         learning_rate_init=2e-3,
-        max_iter=150,
+        max_iter="auto",
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        warmup_epochs=10,
+        warmup_epochs="auto",
         n_importance_samples=16,
         warm_start=False,
         random_state=None,
@@ -481,28 +493,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
         X = self._validate_X(X, reset=not continuing)
         early_stopping = self.early_stopping and not incremental
-        epochs_before = self.n_iter_ if continuing else 0
-        if not incremental and self.warmup_epochs >= epochs_before + self.max_iter:
-            warnings.warn(
-                f"warmup_epochs={self.warmup_epochs} >= max_iter={self.max_iter}: the "
-                "KL weight never reaches beta, so training never optimises the ELBO "
-                "itself. Lower warmup_epochs or raise max_iter.",
-                UserWarning,
-                stacklevel=5,
-            )
         rng = _seed_source(self.random_state)
         if early_stopping:
             X, X_val = self._split_validation(X, rng)
+        plan = self._plan(X.shape[0], incremental)
         if not continuing:
             self._initialize(X, rng, columns, dtypes, incremental)
         device = self._model_device()
         config = TrainingConfig(
-            batch_size=self.batch_size,
-            max_epochs=1 if incremental else self.max_iter,
+            batch_size=plan.batch_size,
+            max_epochs=plan.max_epochs,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             beta=self.beta,
-            warmup_epochs=self.warmup_epochs,
+            warmup_epochs=plan.warmup_epochs,
             early_stopping=early_stopping,
             learning_rate=self.learning_rate_init,
             learning_rate_schedule="constant" if incremental else self.learning_rate,
@@ -512,18 +516,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         progress = None
         if self.verbose:
             log_det = self.schema_.mean_log_jacobian()
-            progress = ProgressBar(config.max_epochs, self.n_iter_, offset=log_det)
+            progress = ProgressBar(plan, self.n_iter_, offset=log_det)
+        rows = TrainingRows(
+            encode_rows(self.schema_, X, "cpu", self.handle_unknown), device
+        )
         try:
             history = train(
                 self.module_,
                 self.optimizer_,
-                self._to_model_data(X, device),
+                rows,
                 config,
                 generator=_make_generator(seed.generate_state(1)[0], device),
                 # A rare label that fell only into the validation rows was passed
                 # to fit all the same: there it counts as missing, not as an error.
                 X_val=(
-                    self._to_model_data(X_val, device, handle_unknown="missing")
+                    TrainingRows(
+                        encode_rows(self.schema_, X_val, "cpu", "missing"), device
+                    )
                     if early_stopping
                     else None
                 ),
@@ -541,7 +550,38 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 progress.close()
         if history.stop_reason == "interrupted" and not (continuing or history.records):
             raise KeyboardInterrupt  # nothing trained: let _fit_or_reset unfit it
+        self.training_plan_ = {
+            "n_rows": plan.n_rows,
+            "batch_size": plan.batch_size,
+            "max_iter": plan.max_epochs,
+            "warmup_epochs": plan.warmup_epochs,
+            "max_steps": plan.max_steps,
+            "max_samples": plan.max_samples,
+        }
         self._record(history, config, incremental=incremental)
+
+    def _plan(self, n_rows, incremental):
+        """The training call's budget; warns when the warm-up outlasts it."""
+        plan = plan_budget(
+            n_rows,
+            self.batch_size,
+            1 if incremental else self.max_iter,
+            self.warmup_epochs,
+        )
+        if incremental and self.warmup_epochs == "auto":
+            # Over partial_fit calls the warm-up counts on across chunks: it is
+            # what a fit on a chunk of this size would plan.
+            plan.warmup_epochs = plan_budget(n_rows, self.batch_size).warmup_epochs
+        epochs_before = self.n_iter_ if self._continues_training(incremental) else 0
+        if not incremental and plan.warmup_epochs >= epochs_before + plan.max_epochs:
+            warnings.warn(
+                f"warmup_epochs={self.warmup_epochs} >= max_iter={self.max_iter}: the "
+                "KL weight never reaches beta, so training never optimises the ELBO "
+                "itself. Lower warmup_epochs or raise max_iter.",
+                UserWarning,
+                stacklevel=6,
+            )
+        return plan
 
     def _split_validation(self, X, rng):
         n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
@@ -553,7 +593,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "early_stopping=False."
             )
         order = rng.permutation(X.shape[0])
-        return _take_rows(X, order[n_val:]), _take_rows(X, order[:n_val])
+        return take_rows(X, order[n_val:]), take_rows(X, order[:n_val])
 
     def _initialize(self, X, rng, columns, dtypes, incremental):
         """Build the model, optimiser and standardisation from the training rows."""
@@ -565,13 +605,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
         self.schema_ = schema
         self.mean_, self.scale_ = schema.mean, schema.scale
+        layout = schema.layout()
+        generator = _make_generator(init_seed, "cpu")
+        # The reader and the likelihood draw weights only for wide label
+        # columns, so every other table's networks start as they always did.
+        reader = TableReader(layout, generator)
         self.module_ = VAE(
-            n_features=schema.input_width,
+            n_features=reader.width,
             n_components=self.n_components,
             hidden_layer_sizes=hidden_layer_sizes,
             activation=self.activation,
-            likelihood=make_table_likelihood(schema.blocks()),
-            generator=_make_generator(init_seed, "cpu"),
+            likelihood=make_table_likelihood(layout, generator),
+            generator=generator,
+            reader=reader,
         ).to(device)
         self.optimizer_ = make_optimizer(self.module_, self.learning_rate_init)
         self._train_seed = int(train_seed)
@@ -585,6 +631,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         log_det = self.schema_.mean_log_jacobian()
         for record in history.records:
             entry = asdict(record)
+            entry["rows_per_second"] = record.rows_per_second
             entry["loss"] += log_det
             entry["reconstruction"] += log_det
             if entry["validation_score"] is not None:
@@ -616,7 +663,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 UserWarning,
                 stacklevel=6,
             )
-        elif history.stop_reason == "max_epochs" and not incremental:
+        elif (
+            history.stop_reason == "max_epochs"
+            and not incremental
+            and self.max_iter != "auto"
+        ):
             warnings.warn(
                 f"VAETransformer: maximum iterations ({self.max_iter}) reached and the "
                 "optimisation hasn't converged yet. Raise max_iter, or set "
@@ -730,16 +781,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ---------------------------------------------------------------- inference
 
-    def _to_model_data(self, X, device, handle_unknown=None):
-        """The rows of `X` as the model's tensors (see ``skvae._schema``)."""
-        encoded = self.schema_.encode(X, handle_unknown or self.handle_unknown)
-
-        def tensor(array):
-            # from_numpy shares the float32 buffer rather than copying it.
-            return None if array is None else torch.from_numpy(array).to(device)
-
-        return ModelData(
-            tensor(encoded.targets), tensor(encoded.inputs), tensor(encoded.observed)
+    def _encoded_batches(self, X, handle_unknown=None):
+        """``load(rows)`` for ``map_batches``: rows of `X` encoded on the model's
+        device."""
+        schema, device = self.schema_, self._model_device()
+        handle_unknown = handle_unknown or self.handle_unknown
+        return lambda rows: encode_rows(
+            schema, take_rows(X, rows), device, handle_unknown
         )
 
     def _numpy_encoder(self):
@@ -776,23 +824,29 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X = self._validate_X(X, reset=False)
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         device = self._model_device()
-        if X.shape[0] <= _NUMPY_PATH_MAX_ROWS and device.type == "cpu":
-            encoded = self.schema_.encode(X, self.handle_unknown)
-            x = encoded.targets if encoded.inputs is None else encoded.inputs
+        if (
+            X.shape[0] <= _NUMPY_PATH_MAX_ROWS
+            and device.type == "cpu"
+            and self.module_.encoder.reads_values_as_they_are
+        ):
+            x = self.schema_.encode(X, self.handle_unknown).targets
             out = self._numpy_encoder()(x)
             mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
             Z = mu.astype(dtype)
             return (Z, np.exp(0.5 * log_var).astype(dtype)) if return_std else Z
-        Z = np.empty((X.shape[0], self.n_components), dtype=dtype)
-        Z_std = np.empty_like(Z) if return_std else None
-        with torch.inference_mode():
-            for rows in _row_batches(X.shape[0], _INFERENCE_BATCH_SIZE):
-                data = self._to_model_data(_take_rows(X, rows), device)
-                mu, log_var = self.module_.encode(data.encoder_inputs)
-                Z[rows] = mu.cpu().numpy()
-                if return_std:
-                    Z_std[rows] = torch.exp(0.5 * log_var).cpu().numpy()
-        return (Z, Z_std) if return_std else Z
+
+        def encode(data):
+            mu, log_var = self.module_.encode(data.targets, data.observed)
+            return (mu, torch.exp(0.5 * log_var)) if return_std else mu
+
+        results = map_batches(
+            encode,
+            X.shape[0],
+            self._encoded_batches(X),
+            inference_batch_rows(self.module_, device),
+        )
+        Z = results[0].astype(dtype, copy=False)
+        return (Z, results[1].astype(dtype, copy=False)) if return_std else Z
 
     def inverse_transform(self, X):
         """Decode latent codes into the mean of p(x|z), in the original units.
@@ -824,17 +878,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Decode codes to the mean of p(x|z), or to a draw when given a generator."""
         device = self._model_device()
         likelihood = self.module_.likelihood
-        values = np.empty((Z.shape[0], self.schema_.width), dtype=np.float32)
-        with torch.inference_mode():
-            for rows in _row_batches(Z.shape[0], _INFERENCE_BATCH_SIZE):
-                z = torch.tensor(Z[rows], dtype=torch.float32, device=device)
-                params = self.module_.decode(z)
-                decoded = (
-                    likelihood.mean(params)
-                    if draw is None
-                    else likelihood.sample(params, generator=draw)
-                )
-                values[rows] = decoded.cpu().numpy()
+
+        def decode(z):
+            params = self.module_.decode(z)
+            if draw is None:
+                return likelihood.to_values(likelihood.mean(params))
+            return likelihood.sample(params, generator=draw)
+
+        (values,) = map_batches(
+            decode,
+            Z.shape[0],
+            lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
+            inference_batch_rows(self.module_, device),
+        )
         return self.schema_.decode(values, dtype)
 
     def sample(self, n_samples=1, random_state=None):
@@ -891,31 +947,41 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        scores = np.empty(X.shape[0], dtype=np.float64)
-        for rows, data, noise in self._importance_batches(X):
+        schema = self.schema_
+
+        def score(data):
             bound = importance_weighted_bound(self.module_, data, noise)
-            observed = None if data.observed is None else data.observed.cpu()
             # In the caller's units: the standardisation's Jacobian, over the
             # Gaussian entries each row has.
-            log_det = self.schema_.log_jacobian(observed)
-            scores[rows] = bound.cpu().numpy() - log_det
+            if data.observed is None:
+                return bound.double() - schema.log_jacobian()
+            log_scale = torch.as_tensor(
+                np.log(schema.scale[schema.order]), device=bound.device
+            )
+            return bound.double() - data.observed.double() @ log_scale
+
+        noise = self._importance_noise()
+        (scores,) = self._importance_map(score, X)
         return scores
 
-    def _importance_batches(self, X):
-        """``(rows, data, noise)`` over `X` for the importance-sampling methods.
+    def _importance_noise(self):
+        """The ``n_importance_samples`` draws of the importance-sampled methods:
+        the same for every row and every call (common random numbers)."""
+        return fixed_noise(
+            (self.n_importance_samples, 1, self.n_components), self._model_device()
+        )
 
-        The ``n_importance_samples`` draws are the same for every row and every
-        call (common random numbers), and each row is decoded once per draw, so
-        batches shrink as the draws grow. Runs in inference mode.
-        """
-        device = self._model_device()
-        n_draws = self.n_importance_samples
-        noise = fixed_noise((n_draws, 1, self.n_components), device)
-        with torch.inference_mode():
-            for rows in _row_batches(
-                X.shape[0], max(1, _INFERENCE_BATCH_SIZE // n_draws)
-            ):
-                yield rows, self._to_model_data(_take_rows(X, rows), device), noise
+    def _importance_map(self, fn, X):
+        """``map_batches`` for the importance-sampled methods, which decode each
+        row once per draw: their batches shrink as the draws grow."""
+        return map_batches(
+            fn,
+            X.shape[0],
+            self._encoded_batches(X),
+            inference_batch_rows(
+                self.module_, self._model_device(), self.n_importance_samples
+            ),
+        )
 
     def score(self, X, y=None):
         """Mean log-likelihood bound of the rows of `X`, in nats; higher is better.
@@ -963,10 +1029,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         index = X.index if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=False)
-        values = np.empty((X.shape[0], self.schema_.width), dtype=np.float32)
-        for rows, data, noise in self._importance_batches(X):
-            means = conditional_mean(self.module_, data, noise)
-            values[rows] = means.cpu().numpy()
+        noise = self._importance_noise()
+        (values,) = self._importance_map(
+            lambda data: conditional_mean(self.module_, data, noise), X
+        )
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         return self.schema_.fill(X, self.schema_.decode(values, dtype), index)
 

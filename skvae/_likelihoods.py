@@ -153,52 +153,82 @@ class PoissonLikelihood(nn.Module):
 class CategoricalLikelihood(nn.Module):
     """One categorical column; the decoder predicts a logit per level.
 
-    The data is the column one-hot (all zeros where missing).
+    The data is the index of each row's level (a float holding an integer; any
+    value where missing, since the mask drops it). With ``embedding_dim`` the
+    decoder predicts an ``embedding_dim``-vector instead, and the logits are that
+    vector times a learned matrix of level embeddings (plus a bias per level): a
+    factorised output layer for columns of thousands of levels. Either way the
+    log-probability is an exact softmax over every level seen in training.
 
     Parameters
     ----------
     n_categories : int
         Number of levels.
+    embedding_dim : int, default=None
+        Width of the factorised output layer; None: one logit per level straight
+        from the decoder.
+    generator : torch.Generator, default=None
+        Source of the level embeddings' initial values.
     """
 
-    def __init__(self, n_categories):
+    def __init__(self, n_categories, embedding_dim=None, generator=None):
         super().__init__()
         self.n_categories = n_categories
+        self.embedding_dim = embedding_dim
+        self.project = None
+        if embedding_dim is not None:
+            self.project = nn.utils.skip_init(nn.Linear, embedding_dim, n_categories)
+            bound = 1.0 / math.sqrt(embedding_dim)
+            nn.init.uniform_(self.project.weight, -bound, bound, generator=generator)
+            nn.init.zeros_(self.project.bias)
 
     @property
     def n_params(self):
         """Number of decoder outputs this likelihood consumes."""
+        return self.n_categories if self.project is None else self.embedding_dim
+
+    @property
+    def n_values(self):
+        """Entries of the mean's layout: the probability of each level."""
         return self.n_categories
+
+    def logits(self, params):
+        return params if self.project is None else self.project(params)
 
     def log_prob(self, x, params, mask=None):
         """Log-probability of each row's level (0 where the column is missing)."""
-        # The one-hot picks the observed level's log-probability; a missing entry
-        # is all zeros and so contributes nothing, mask or not.
-        per_row = (x * F.log_softmax(params, dim=1)).sum(dim=1, keepdim=True)
-        return _masked_row_sum(per_row, mask)
+        codes = x[:, 0].long()
+        per_row = -F.cross_entropy(self.logits(params), codes, reduction="none")
+        return _masked_row_sum(per_row.unsqueeze(1), mask)
 
     def mean(self, params):
         """The probability of each level."""
-        return F.softmax(params, dim=1)
+        return F.softmax(self.logits(params), dim=1)
 
     def sample(self, params, generator=None):
-        """A one-hot draw per row."""
+        """A drawn level's index per row."""
         draws = torch.multinomial(self.mean(params), 1, generator=generator)
-        return F.one_hot(draws[:, 0], self.n_categories).to(params.dtype)
+        return draws.to(params.dtype)
+
+    @staticmethod
+    def to_values(mean):
+        """The most probable level's index per row, from ``mean``'s probabilities."""
+        return mean.argmax(dim=1, keepdim=True).to(mean.dtype)
 
 
 class TableLikelihood(nn.Module):
     """p(x|z) of a table: one likelihood block per group of columns.
 
-    The data, the decoder's output and the observed-mask are laid out block after
-    block (see ``skvae._schema``); each block reads its own contiguous slice, and
-    the row's log-likelihood is the sum of the blocks'.
+    The data and the observed-mask have one entry per table column, the
+    decoder's output ``n_params`` of each block's, laid out block after block
+    (see ``skvae._schema``); each block reads its own contiguous slice, and the
+    row's log-likelihood is the sum of the blocks'.
 
     Parameters
     ----------
     blocks : list of (nn.Module, int)
         Each block's likelihood and the number of table columns it covers (its
-        width in the observed-mask).
+        width in the data and the observed-mask).
     """
 
     def __init__(self, blocks):
@@ -206,6 +236,7 @@ class TableLikelihood(nn.Module):
         self.blocks = nn.ModuleList(block for block, _ in blocks)
         self._widths = [block.n_params for block, _ in blocks]
         self._n_columns = [n_columns for _, n_columns in blocks]
+        self._n_values = [getattr(b, "n_values", n) for b, n in blocks]
         self.n_features = sum(self._widths)
 
     @property
@@ -229,33 +260,50 @@ class TableLikelihood(nn.Module):
         )
         parts = zip(
             self.blocks,
-            self._split(x, self._widths),
+            self._split(x, self._n_columns),
             self._split(params, self._widths),
             masks,
             strict=True,
         )
         return sum(block.log_prob(*args) for block, *args in parts)
 
-    def _per_block(self, method, params, **kwargs):
+    def _per_block(self, method, tensor, sizes, **kwargs):
         if len(self.blocks) == 1:
-            return getattr(self.blocks[0], method)(params, **kwargs)
+            return getattr(self.blocks[0], method)(tensor, **kwargs)
         return torch.cat(
             [
-                getattr(block, method)(block_params, **kwargs)
-                for block, block_params in zip(
-                    self.blocks, self._split(params, self._widths), strict=True
+                getattr(block, method)(part, **kwargs)
+                for block, part in zip(
+                    self.blocks, self._split(tensor, sizes), strict=True
                 )
             ],
             dim=1,
         )
 
     def mean(self, params):
-        """Each block's mean (probabilities for categorical blocks)."""
-        return self._per_block("mean", params)
+        """Each block's mean (the probability of every level for a categorical
+        block): ``n_values`` entries per block, which can be averaged."""
+        return self._per_block("mean", params, self._widths)
+
+    def to_values(self, mean):
+        """``mean`` in the data's layout, one entry per column (a categorical
+        column's most probable level), as ``skvae._schema`` decodes it."""
+        if self._n_values == self._n_columns:
+            return mean
+        return torch.cat(
+            [
+                getattr(block, "to_values", lambda m: m)(part)
+                for block, part in zip(
+                    self.blocks, self._split(mean, self._n_values), strict=True
+                )
+            ],
+            dim=1,
+        )
 
     def sample(self, params, generator=None):
-        """A draw of every block (one-hot for categorical blocks)."""
-        return self._per_block("sample", params, generator=generator)
+        """A draw of every column, in the data's layout (a level's index for a
+        categorical column)."""
+        return self._per_block("sample", params, self._widths, generator=generator)
 
 
 LIKELIHOODS = {
@@ -264,24 +312,34 @@ LIKELIHOODS = {
     "poisson": PoissonLikelihood,
 }
 
+# Categorical columns with more levels than this are decoded through a
+# factorised output layer (``CategoricalLikelihood(embedding_dim=...)``) and read
+# by the encoder through an embedding: a one-hot block of thousands of levels
+# costs thousands of multiply-adds per hidden unit and row.
+WIDE_LEVELS = 64
+
+
+def embedding_dim(n_levels):
+    """Width of a wide column's embedding: fast.ai's 1.6 * n ** 0.56, at most 32."""
+    return min(32, round(1.6 * n_levels**0.56))
+
 
 def make_likelihood(name, n_features):
     """Build the likelihood registered under ``name`` for ``n_features`` columns."""
     return LIKELIHOODS[name](n_features)
 
 
-def make_table_likelihood(blocks):
-    """A ``TableLikelihood`` from the schema's ``(kind, n_columns, width, extra)``.
-
-    ``extra`` is, for a Poisson block, the log of each column's mean count.
-    """
+def make_table_likelihood(layout, generator=None):
+    """A ``TableLikelihood`` for the schema's ``ModelLayout``."""
     parts = []
-    for kind, n_columns, width, extra in blocks:
-        if kind == "categorical":
-            parts.append((CategoricalLikelihood(width), n_columns))
-        elif kind == "poisson":
-            offset = torch.tensor(extra, dtype=torch.float32)
-            parts.append((PoissonLikelihood(width, offset), n_columns))
-        else:
-            parts.append((make_likelihood(kind, width), n_columns))
+    if layout.n_gaussian:
+        parts.append((GaussianLikelihood(layout.n_gaussian), layout.n_gaussian))
+    if layout.n_poisson:
+        offset = torch.tensor(layout.poisson_log_rate, dtype=torch.float32)
+        parts.append((PoissonLikelihood(layout.n_poisson, offset), layout.n_poisson))
+    if layout.n_bernoulli:
+        parts.append((BernoulliLikelihood(layout.n_bernoulli), layout.n_bernoulli))
+    for n_levels in layout.levels:
+        dim = embedding_dim(n_levels) if n_levels > WIDE_LEVELS else None
+        parts.append((CategoricalLikelihood(n_levels, dim, generator), 1))
     return TableLikelihood(parts)

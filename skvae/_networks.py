@@ -11,6 +11,8 @@ import torch
 from scipy.special import erf
 from torch import nn
 
+from ._likelihoods import WIDE_LEVELS, embedding_dim
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "elu": nn.ELU,
@@ -91,19 +93,138 @@ def make_mlp(sizes, activation, generator):
     return nn.Sequential(*layers)
 
 
+class TableReader(nn.Module):
+    """What the encoder reads of a table row, built on the model's device from
+    the data's one-entry-per-column layout (see ``skvae._schema``).
+
+    Gaussian columns as they are; counts as standardised log1p(count);
+    Bernoulli values as -1/+1; categorical columns one-hot, or through a learned
+    embedding for columns of more than ``WIDE_LEVELS`` levels; 0 for missing
+    entries; then the observed-flags when the layout asks for them. For a table
+    of Gaussian columns without holes it is the identity.
+
+    Parameters
+    ----------
+    layout : ModelLayout
+    generator : torch.Generator, default=None
+        Source of the embeddings' initial values.
+    """
+
+    def __init__(self, layout, generator=None):
+        super().__init__()
+        self.n_numeric = layout.n_numeric
+        self.n_gaussian = layout.n_gaussian
+        self.n_poisson = layout.n_poisson
+        self.mask_inputs = layout.mask_inputs
+        self.register_buffer(
+            "log_mean", torch.tensor(layout.poisson_log_mean, dtype=torch.float32)
+        )
+        self.register_buffer(
+            "log_scale", torch.tensor(layout.poisson_log_scale, dtype=torch.float32)
+        )
+        narrow = [n for n in layout.levels if n <= WIDE_LEVELS]
+        # Where each narrow column's one-hot starts, so that all of them are
+        # written by one scatter.
+        self.register_buffer(
+            "narrow_offsets",
+            torch.tensor(np.cumsum([0, *narrow[:-1]]), dtype=torch.long),
+        )
+        self.narrow_width = int(sum(narrow))
+        self.narrow_columns = [
+            self.n_numeric + c for c, n in enumerate(layout.levels) if n <= WIDE_LEVELS
+        ]
+        self.wide_columns = [
+            self.n_numeric + c for c, n in enumerate(layout.levels) if n > WIDE_LEVELS
+        ]
+        self.embeddings = nn.ModuleList()
+        for n in layout.levels:
+            if n > WIDE_LEVELS:
+                dim = embedding_dim(n)
+                # skip_init: nn.Embedding would draw from the global RNG.
+                embedding = nn.utils.skip_init(nn.Embedding, n, dim)
+                # Rows of norm about 1, as a one-hot row has.
+                nn.init.normal_(embedding.weight, 0.0, dim**-0.5, generator=generator)
+                self.embeddings.append(embedding)
+        self.width = (
+            self.n_numeric
+            + self.narrow_width
+            + sum(e.embedding_dim for e in self.embeddings)
+            + (layout.n_columns if self.mask_inputs else 0)
+        )
+        self.identity = (
+            layout.n_numeric == layout.n_gaussian == layout.n_columns
+            and not self.mask_inputs
+        )
+
+    def forward(self, x, observed=None):
+        if self.identity:
+            return x
+        numeric = x[:, : self.n_numeric]
+        if self.n_numeric > self.n_gaussian:
+            gaussian, counts, binary = numeric.split(
+                [
+                    self.n_gaussian,
+                    self.n_poisson,
+                    self.n_numeric - self.n_gaussian - self.n_poisson,
+                ],
+                dim=1,
+            )
+            counts = (torch.log1p(counts.clamp(min=0)) - self.log_mean) / self.log_scale
+            numeric = torch.cat((gaussian, counts, 2.0 * binary - 1.0), dim=1)
+        if observed is not None:
+            numeric = numeric * observed[:, : self.n_numeric]
+        parts = [numeric]
+        if self.narrow_width:
+            columns = self.narrow_columns
+            codes = x[:, columns].long() + self.narrow_offsets
+            seen = (
+                torch.ones_like(x[:, columns])
+                if observed is None
+                else observed[:, columns]
+            )
+            one_hot = x.new_zeros((x.shape[0], self.narrow_width))
+            parts.append(one_hot.scatter_(1, codes, seen))
+        for column, embedding in zip(self.wide_columns, self.embeddings, strict=True):
+            embedded = embedding(x[:, column].long())
+            if observed is not None:
+                embedded = embedded * observed[:, column : column + 1]
+            parts.append(embedded)
+        if self.mask_inputs:
+            parts.append(torch.ones_like(x) if observed is None else observed)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
 class Encoder(nn.Module):
-    """x -> (mu, log_var) of the diagonal Gaussian q(z|x)."""
+    """x -> (mu, log_var) of the diagonal Gaussian q(z|x).
+
+    ``reader`` turns the data's layout into the network's input (see
+    ``TableReader``); None reads ``n_features`` values as they are.
+    """
 
     def __init__(
-        self, n_features, hidden_layer_sizes, n_components, activation, generator
+        self,
+        n_features,
+        hidden_layer_sizes,
+        n_components,
+        activation,
+        generator,
+        reader=None,
     ):
         super().__init__()
+        self.reader = reader
         sizes = [n_features, *hidden_layer_sizes, 2 * n_components]
         self.net = make_mlp(sizes, activation, generator)
 
-    def forward(self, x):
+    def forward(self, x, observed=None):
+        if self.reader is not None:
+            x = self.reader(x, observed)
         mu, log_var = self.net(x).chunk(2, dim=1)
         return mu, log_var
+
+    @property
+    def reads_values_as_they_are(self):
+        """True when the network's input is the data itself (no reader work)."""
+        return self.reader is None or self.reader.identity
 
 
 class Decoder(nn.Module):
@@ -137,6 +258,9 @@ class VAE(nn.Module):
         The observation model p(x|z); see ``skvae._likelihoods``.
     generator : torch.Generator
         Source of the initial weights.
+    reader : TableReader, default=None
+        What the encoder reads of the data; its ``width`` replaces
+        ``n_features`` as the encoder's input width. None: the data as it is.
     """
 
     def __init__(
@@ -147,19 +271,27 @@ class VAE(nn.Module):
         activation,
         likelihood,
         generator,
+        reader=None,
     ):
         super().__init__()
         self.n_components = n_components
+        if reader is not None:
+            n_features = reader.width
         self.encoder = Encoder(
-            n_features, hidden_layer_sizes, n_components, activation, generator
+            n_features,
+            hidden_layer_sizes,
+            n_components,
+            activation,
+            generator,
+            reader,
         )
         self.decoder = Decoder(
             n_components, hidden_layer_sizes, likelihood.n_params, activation, generator
         )
         self.likelihood = likelihood
 
-    def encode(self, x):
-        return self.encoder(x)
+    def encode(self, x, observed=None):
+        return self.encoder(x, observed)
 
     def decode(self, z):
         return self.decoder(z)
@@ -169,7 +301,7 @@ class VAE(nn.Module):
         """z = mu + sigma * noise: a sample of q(z|x) that gradients flow through."""
         return mu + torch.exp(0.5 * log_var) * noise
 
-    def forward(self, x, noise):
-        mu, log_var = self.encode(x)
+    def forward(self, x, noise, observed=None):
+        mu, log_var = self.encode(x, observed)
         z = self.reparameterize(mu, log_var, noise)
         return mu, log_var, self.decode(z)

@@ -3,13 +3,26 @@
 import sys
 
 
+def _duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    )
+
+
 class ProgressBar:
-    """Redraws one line per epoch: bar, losses, KL weight, validation score.
+    """Redraws one line per epoch: bar, the plan's progress, losses, KL weight,
+    learning rate, validation score.
+
+    The first line states the plan (rows, batch, epochs, steps, samples); each
+    epoch then shows the steps and samples done, the rate in rows per second
+    and the time left at that rate.
 
     Parameters
     ----------
-    total_epochs : int
-        Epochs this training call may run (the bar's length).
+    plan : TrainingPlan
+        What this training call will do (``skvae._training.plan_budget``).
     first_epoch : int, default=0
         Epochs run before this call, so that a warm start counts on.
     stream : file-like, default=None
@@ -21,19 +34,30 @@ class ProgressBar:
         Characters of the bar itself.
     """
 
-    def __init__(self, total_epochs, first_epoch=0, stream=None, offset=0.0, width=20):
-        self.total_epochs = total_epochs
+    def __init__(self, plan, first_epoch=0, stream=None, offset=0.0, width=20):
+        self.plan = plan
+        self.total_epochs = plan.max_epochs
         self.first_epoch = first_epoch
         self.offset = offset
         self.stream = sys.stdout if stream is None else stream
         self.width = width
+        self.stream.write(
+            f"VAETransformer plan: {plan.n_rows:,} rows, batch {plan.batch_size:,}, "
+            f"{plan.max_epochs} epochs = {plan.max_steps:,} steps, "
+            f"{plan.max_samples:,} samples, KL warm-up {plan.warmup_epochs:.3g} "
+            "epochs\n"
+        )
 
     def __call__(self, record, history):
         done = record.epoch - self.first_epoch
         filled = round(self.width * done / self.total_epochs)
+        rate = record.rows_per_second
+        left = (self.plan.max_samples - record.samples) / rate if rate > 0 else 0.0
         line = (
             f"\rVAETransformer [{'=' * filled}{' ' * (self.width - filled)}] "
             f"epoch {record.epoch}/{self.first_epoch + self.total_epochs}  "
+            f"step {record.steps:,}/{self.plan.max_steps:,}  "
+            f"{rate:,.0f} rows/s  left {_duration(left)}  "
             f"loss {record.loss + self.offset:.4g}  "
             f"recon {record.reconstruction + self.offset:.4g}  "
             f"KL {record.kl:.4g}  KL weight {record.kl_weight:.3g}  "

@@ -2,17 +2,20 @@
 between the caller's table (ndarray or DataFrame) and the model's float32 arrays.
 
 numpy and pandas only: nothing here knows about torch or scikit-learn. The model
-sees columns grouped by kind, in the order of ``KINDS``, so that each likelihood
-block reads one contiguous slice:
+sees one entry per column, columns grouped by kind in the order of ``KINDS`` so
+that each likelihood block reads one contiguous slice:
 
 - ``targets`` (what the likelihood scores): Gaussian columns standardised,
   Poisson columns as raw counts, Bernoulli columns as 0/1 (or a probability),
-  categorical columns one-hot; 0 where missing.
-- ``inputs`` (what the encoder reads): the targets with counts as standardised
-  log1p(count) and Bernoulli values as -1/+1, followed by the observed-mask when
-  the model was trained on data with holes; None when identical to the targets.
+  categorical columns as the index of their level (a float holding an integer);
+  0 where missing. What the encoder reads (one-hot or embedded levels, the
+  observed-flags) is derived from these on the model's device, see
+  ``skvae._networks.TableReader``, so the host never builds a one-hot block.
 - ``observed``: 1 where an entry was observed, 0 where missing, one column per
   table column; None when nothing is missing.
+
+Decoded values (``decode``) have the same layout: a mean or draw per column, the
+level's index for categorical columns.
 """
 
 from dataclasses import dataclass, field
@@ -57,8 +60,8 @@ class ColumnSpec:
     constant: bool = False
 
     @property
-    def width(self):
-        """Entries of the model's arrays this column takes."""
+    def n_levels(self):
+        """Levels of a categorical column (its softmax's width); 1 otherwise."""
         return len(self.categories) if self.kind == "categorical" else 1
 
     @property
@@ -236,11 +239,15 @@ def _column_spec(name, column, kind):
 
 
 def _mean_and_scale(values):
-    """Mean and standard deviation over rows, NaN ignored; a constant column keeps
-    a scale of 1. Per column for a 2-D array, scalars for a 1-D one."""
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(values, axis=0, dtype=np.float64)
-        scale = np.nanstd(values, axis=0, dtype=np.float64)
+    """Mean and standard deviation of a 1-D array, NaN ignored; a constant column
+    keeps a scale of 1."""
+    stats = _column_stats(np.asarray(values, dtype=np.float64).reshape(-1, 1))
+    mean, scale = _floor_scale(stats.mean, stats.std)
+    return mean[0], scale[0]
+
+
+def _floor_scale(mean, scale):
+    """A scale of 1 for columns whose spread is rounding noise of their mean."""
     constant = scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     return mean, np.where(constant, 1.0, scale)
 
@@ -290,20 +297,19 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True
 
 
 def _numeric_schema(X, names, dtypes, is_frame, constants=True):
-    """All-Gaussian schema of a float array, computed column-wise at once."""
-    missing = np.isnan(X)
-    all_missing = missing.all(axis=0) if X.shape[0] else np.zeros(X.shape[1], bool)
-    if all_missing.any():
-        name = names[int(np.flatnonzero(all_missing)[0])]
+    """All-Gaussian schema of a float array, from one chunked pass over it."""
+    stats = _column_stats(X)
+    if (stats.n_observed == 0).any():
+        name = names[int(np.flatnonzero(stats.n_observed == 0)[0])]
         raise SchemaError(
             f"Column {name!r} has no observed values in the training data, so "
             "nothing can be learned about it. Drop it, or fit on rows where it is "
             "observed."
         )
-    mean, scale = _mean_and_scale(X)
-    rates = missing.mean(axis=0)
+    mean, scale = _floor_scale(stats.mean, stats.std)
+    rates = 1.0 - stats.n_observed / max(X.shape[0], 1)
     dtypes = dtypes or [X.dtype] * X.shape[1]
-    constant = (np.nanmin(X, axis=0) == np.nanmax(X, axis=0)) & constants
+    constant = (stats.minimum == stats.maximum) & constants
     specs = [
         ColumnSpec(name, "gaussian", dtype, mean=m, scale=s, missing_rate=r, constant=c)
         for name, dtype, m, s, r, c in zip(
@@ -311,6 +317,62 @@ def _numeric_schema(X, names, dtypes, is_frame, constants=True):
         )
     ]
     return TableSchema(specs, is_frame=is_frame)
+
+
+@dataclass
+class _ColumnStats:
+    mean: np.ndarray
+    std: np.ndarray
+    n_observed: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+
+def _column_stats(X):
+    """Per-column mean, standard deviation, observed count, min and max of a
+    float array, NaN ignored, in one pass of chunks.
+
+    Sums of deviations from a shift (the first chunk's mean) are accumulated in
+    float64: with the shift near the mean there is no cancellation, so float32
+    input needs no float64 copy of the whole table, only of one chunk at a time.
+    """
+    n_columns = X.shape[1]
+    shift = None
+    total = np.zeros(n_columns)
+    total_sq = np.zeros(n_columns)
+    count = np.zeros(n_columns)
+    minimum = np.full(n_columns, np.inf)
+    maximum = np.full(n_columns, -np.inf)
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        chunk = X[start : start + _CHUNK_ROWS].astype(np.float64)
+        missing = np.isnan(chunk)
+        any_missing = missing.any()
+        if shift is None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shift = np.nanmean(chunk, axis=0) if any_missing else chunk.mean(0)
+            shift = np.nan_to_num(shift)
+        minimum = np.fmin(minimum, np.fmin.reduce(chunk, axis=0))
+        maximum = np.fmax(maximum, np.fmax.reduce(chunk, axis=0))
+        chunk -= shift
+        if any_missing:
+            chunk[missing] = 0.0
+            count += chunk.shape[0] - missing.sum(axis=0)
+        else:
+            count += chunk.shape[0]
+        total += chunk.sum(axis=0)
+        total_sq += np.einsum("ij,ij->j", chunk, chunk)
+    if shift is None:
+        shift = np.zeros(n_columns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = total / count
+        variance = np.maximum(total_sq / count - centred**2, 0.0)
+    return _ColumnStats(
+        mean=shift + centred,
+        std=np.sqrt(variance),
+        n_observed=count,
+        minimum=minimum,
+        maximum=maximum,
+    )
 
 
 def _overrides(likelihood, names, is_frame):
@@ -342,8 +404,40 @@ class Encoded:
     """A table as the model sees it; see the module docstring."""
 
     targets: np.ndarray
-    inputs: np.ndarray | None = None
     observed: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """What the networks and likelihoods need to know of the table.
+
+    The model's columns in order: ``n_gaussian`` Gaussian, then the Poisson
+    columns (the encoder reads ``(log1p(count) - log_mean) / log_scale``; the
+    decoder's log-rate starts at ``log_rate``), ``n_bernoulli`` Bernoulli, then
+    one categorical column per entry of ``levels`` (its number of levels).
+    ``mask_inputs``: the encoder also reads the observed-flags.
+    """
+
+    n_gaussian: int = 0
+    poisson_log_mean: tuple = ()
+    poisson_log_scale: tuple = ()
+    poisson_log_rate: tuple = ()
+    n_bernoulli: int = 0
+    levels: tuple = ()
+    mask_inputs: bool = False
+
+    @property
+    def n_poisson(self):
+        return len(self.poisson_log_mean)
+
+    @property
+    def n_numeric(self):
+        """Columns before the categorical ones: one number each."""
+        return self.n_gaussian + self.n_poisson + self.n_bernoulli
+
+    @property
+    def n_columns(self):
+        return self.n_numeric + len(self.levels)
 
 
 @dataclass
@@ -376,7 +470,6 @@ class TableSchema:
         ]
         self._all_gaussian = not self._not_gaussian
         self._numeric = all(spec.family == "number" for spec in self.columns)
-        self._one_entry_per_column = all(s.kind != "categorical" for s in self.columns)
         self._identity_order = self.order == list(range(len(self.columns)))
         self._mean = np.array(
             [s.mean if g else 0.0 for s, g in zip(self.columns, gaussian, strict=True)]
@@ -394,34 +487,19 @@ class TableSchema:
     def n_columns(self):
         return len(self.columns)
 
-    @property
-    def width(self):
-        """Width of ``targets`` and of the decoder's output."""
-        return sum(spec.width for spec in self.columns)
-
-    @property
-    def input_width(self):
-        return self.width + (self.n_columns if self.mask_inputs else 0)
-
-    def blocks(self):
-        """The likelihood blocks: ``(kind, n_columns, width, extra)``.
-
-        Gaussian, Poisson and Bernoulli columns each form one block; every
-        categorical column is its own block, its width the number of levels.
-        ``extra`` is the log of each column's mean count for the Poisson block.
-        """
-        blocks = []
-        for kind in KINDS[:3]:
-            specs = [s for s in self.ordered() if s.kind == kind]
-            if specs:
-                extra = None
-                if kind == "poisson":
-                    extra = [np.log(max(s.mean_count, 1e-3)) for s in specs]
-                blocks.append((kind, len(specs), len(specs), extra))
-        for spec in self.ordered():
-            if spec.kind == "categorical":
-                blocks.append(("categorical", 1, spec.width, None))
-        return blocks
+    def layout(self):
+        """The ``ModelLayout`` the networks and likelihoods are built from."""
+        ordered = self.ordered()
+        poisson = [s for s in ordered if s.kind == "poisson"]
+        return ModelLayout(
+            n_gaussian=sum(s.kind == "gaussian" for s in ordered),
+            poisson_log_mean=tuple(s.mean for s in poisson),
+            poisson_log_scale=tuple(s.scale for s in poisson),
+            poisson_log_rate=tuple(np.log(max(s.mean_count, 1e-3)) for s in poisson),
+            n_bernoulli=sum(s.kind == "bernoulli" for s in ordered),
+            levels=tuple(s.n_levels for s in ordered if s.kind == "categorical"),
+            mask_inputs=self.mask_inputs,
+        )
 
     def ordered(self):
         return [self.columns[j] for j in self.order]
@@ -514,66 +592,53 @@ class TableSchema:
 
     def encode(self, X, handle_unknown="error"):
         """``Encoded`` arrays of the table ``X`` (same columns as at fit)."""
-        if isinstance(X, np.ndarray) and self._one_entry_per_column:
+        if isinstance(X, np.ndarray):
             return self._encode_numeric(X)
         self.check_columns(X)
         frame = _as_frame(X)
         n_rows = frame.shape[0]
-        targets = np.zeros((n_rows, self.width), dtype=np.float32)
-        inputs = np.zeros((n_rows, self.input_width), dtype=np.float32)
+        targets = np.zeros((n_rows, self.n_columns), dtype=np.float32)
         observed = np.ones((n_rows, self.n_columns), dtype=np.float32)
-        start = 0
         for k, j in enumerate(self.order):
-            spec = self.columns[j]
-            stop = start + spec.width
-            seen = self._encode_column(
-                spec, frame.iloc[:, j], targets[:, start:stop], handle_unknown
+            observed[:, k] = self._encode_column(
+                self.columns[j], frame.iloc[:, j], targets[:, k], handle_unknown
             )
-            observed[:, k] = seen
-            inputs[:, start:stop] = self._encoder_view(spec, targets[:, start:stop])
-            inputs[~seen, start:stop] = 0.0
-            start = stop
-        if self.mask_inputs:
-            inputs[:, self.width :] = observed
         any_missing = not observed.all()
-        return Encoded(targets, inputs, observed if any_missing else None)
+        return Encoded(targets, observed if any_missing else None)
 
     def _encode_numeric(self, X):
-        """Fast path for a float array with no categorical columns."""
+        """A float array: one standardising pass, chunked, in X's own precision.
+
+        float32 input is standardised in float32 (the subtraction of a nearby
+        mean is exact, so nothing is lost that the input held); float64 input in
+        float64 before the cast, so that a column like 1e8 + noise keeps its
+        spread. No chunk builds more than one float64 copy of itself.
+        """
         order = None if self.identity_order else self.order
         mean, scale = (
             (self.mean, self.scale)
             if order is None
             else (self.mean[order], self.scale[order])
         )
-        # float64 arithmetic (mean and scale are float64): a column like
-        # 1e8 + noise rounds to one value in float32.
-        if X.shape[0] <= _CHUNK_ROWS and order is None:
-            targets = ((X - mean) / scale).astype(np.float32)
-        else:
-            targets = np.empty(X.shape, dtype=np.float32)
-            for start in range(0, X.shape[0], _CHUNK_ROWS):
-                rows = slice(start, start + _CHUNK_ROWS)
-                chunk = X[rows] if order is None else X[rows][:, order]
-                targets[rows] = (chunk - mean) / scale
-        missing = np.isnan(targets)
-        any_missing = missing.any()
-        if any_missing:
-            targets[missing] = 0.0
-        observed = (~missing).astype(np.float32) if any_missing else None
+        precision = np.float32 if X.dtype == np.float32 else np.float64
+        mean, inverse = mean.astype(precision), (1.0 / scale).astype(precision)
+        targets = np.empty(X.shape, dtype=np.float32)
+        observed = None
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            rows = slice(start, start + _CHUNK_ROWS)
+            chunk = X[rows] if order is None else X[rows][:, order]
+            standardised = (chunk - mean) * inverse
+            missing = np.isnan(standardised)
+            if missing.any():
+                if observed is None:
+                    observed = np.ones(X.shape, dtype=np.float32)
+                observed[rows] = ~missing
+                standardised[missing] = 0.0
+            targets[rows] = standardised
         for k, spec in self._not_gaussian:
-            self._check_range(spec, targets[:, k])
-        if self.all_gaussian and not self.mask_inputs:
-            return Encoded(targets, None, observed)
-        inputs = np.empty((X.shape[0], self.input_width), dtype=np.float32)
-        inputs[:, : self.width] = targets
-        for k, spec in self._not_gaussian:
-            inputs[:, k] = self._encoder_view(spec, targets[:, k])
-        if any_missing:
-            inputs[:, : self.width][missing] = 0.0
-        if self.mask_inputs:
-            inputs[:, self.width :] = 1.0 if observed is None else observed
-        return Encoded(targets, inputs, observed)
+            seen = slice(None) if observed is None else observed[:, k] > 0
+            self._check_range(spec, targets[seen, k])
+        return Encoded(targets, observed)
 
     @staticmethod
     def _check_range(spec, values):
@@ -602,17 +667,17 @@ class TableSchema:
             if unseen.any():
                 if handle_unknown == "error":
                     example = column[unseen].iloc[0]
+                    shown = list(spec.categories[:20])
+                    more = len(spec.categories) - len(shown)
                     raise SchemaError(
                         f"Column {spec.name!r} has the value {example!r}, which was "
-                        f"not seen during fit (seen: {list(spec.categories)}). Pass "
+                        f"not seen during fit (seen: {shown}"
+                        f"{f' and {more} more' if more > 0 else ''}). Pass "
                         "handle_unknown='missing' to treat unseen values as missing."
                     )
                 missing = missing | unseen
             seen = ~missing
-            if spec.kind == "categorical":
-                out[np.flatnonzero(seen), codes[seen]] = 1.0
-            else:
-                out[seen, 0] = codes[seen]
+            out[seen] = codes[seen]
             return seen
         values = _finite(spec.name, _numbers(column))
         missing = np.isnan(values)
@@ -620,16 +685,8 @@ class TableSchema:
         if spec.kind == "gaussian":
             values = (values - spec.mean) / spec.scale
         self._check_range(spec, values[seen])
-        out[seen, 0] = values[seen]
+        out[seen] = values[seen]
         return seen
-
-    def _encoder_view(self, spec, targets):
-        """What the encoder reads for a column, from its targets."""
-        if spec.kind == "poisson":
-            return (np.log1p(np.maximum(targets, 0)) - spec.mean) / spec.scale
-        if spec.kind == "bernoulli":
-            return 2.0 * targets - 1.0
-        return targets
 
     # ---- model arrays -> caller's table
 
@@ -637,8 +694,8 @@ class TableSchema:
         """The caller's table from decoded block values (means or draws).
 
         ``values`` has the layout of ``targets``: a mean or draw for Gaussian,
-        Poisson and Bernoulli columns, probabilities or one-hot draws for
-        categorical ones (turned into their most probable level).
+        Poisson and Bernoulli columns, the index of a level (the most probable,
+        or a drawn one) for categorical ones.
         """
         if self.all_gaussian and not self.is_frame:
             out = (values * self.scale + self.mean).astype(dtype)
@@ -681,13 +738,10 @@ class TableSchema:
         return pd.DataFrame(filled, index=X.index)
 
     def _decode_columns(self, values, dtype):
-        columns = {}
-        start = 0
-        for j in self.order:
-            spec = self.columns[j]
-            block = values[:, start : start + spec.width]
-            start += spec.width
-            columns[j] = self._decode_column(spec, block)
+        columns = {
+            j: self._decode_column(self.columns[j], values[:, k])
+            for k, j in enumerate(self.order)
+        }
         if not self.is_frame:
             out = np.empty((values.shape[0], self.n_columns), dtype=dtype)
             for j, column in columns.items():
@@ -696,10 +750,10 @@ class TableSchema:
         frame = {s.name: _as_dtype(columns[j], s) for j, s in enumerate(self.columns)}
         return pd.DataFrame(frame)
 
-    def _decode_column(self, spec, block):
-        if spec.kind == "categorical":
-            return spec.categories[block.argmax(axis=1)]
-        values = block[:, 0].astype(np.float64)
+    def _decode_column(self, spec, values):
+        if spec.kind == "categorical":  # the level's index
+            return spec.categories[values.astype(np.intp)]
+        values = values.astype(np.float64)
         if spec.constant:
             return np.full_like(values, spec.mean)
         if spec.kind == "gaussian":

@@ -6,10 +6,12 @@ The loop is a chain of small steps (``train`` -> ``run_epoch`` -> ``train_step``
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import torch
 
+from ._data import as_model_data, as_training_rows
 from ._likelihoods import _LOG_2PI
 
 
@@ -21,46 +23,6 @@ class NonFiniteLossError(ValueError):
         self.loss = loss
         message = f"Training diverged: the loss became {loss} at epoch {epoch}."
         super().__init__(f"{message} {advice}".strip())
-
-
-# ----------------------------------------------------------------- the data
-
-
-@dataclass
-class ModelData:
-    """Rows as the model sees them (laid out by ``skvae._schema``).
-
-    ``targets`` is what the likelihood scores; ``inputs`` what the encoder reads
-    (None: the targets themselves); ``observed`` is 1 where an entry was observed
-    and 0 where it is missing, one column per table column (None: all observed).
-    """
-
-    targets: torch.Tensor
-    inputs: torch.Tensor | None = None
-    observed: torch.Tensor | None = None
-
-    def __getitem__(self, rows):
-        return ModelData(
-            self.targets[rows],
-            None if self.inputs is None else self.inputs[rows],
-            None if self.observed is None else self.observed[rows],
-        )
-
-    def __len__(self):
-        return self.targets.shape[0]
-
-    @property
-    def encoder_inputs(self):
-        return self.targets if self.inputs is None else self.inputs
-
-    @property
-    def device(self):
-        return self.targets.device
-
-
-def as_model_data(x):
-    """``x`` itself if it is ``ModelData``, else a fully observed tensor wrapped."""
-    return x if isinstance(x, ModelData) else ModelData(x)
 
 
 # ----------------------------------------------------------------- the objective
@@ -79,7 +41,7 @@ def _decode_draws(model, data, noise):
     and the decoder's output for every draw, of shape (n_draws * n_rows, n_params).
     """
     data = as_model_data(data)
-    mu, log_var = model.encode(data.encoder_inputs)
+    mu, log_var = model.encode(data.targets, data.observed)
     z = model.reparameterize(mu, log_var, noise)  # broadcasts over the draws
     n_draws, n_rows, n_components = z.shape
     params = model.decode(z.reshape(n_draws * n_rows, n_components))
@@ -132,13 +94,85 @@ def conditional_mean(model, x, noise):
 
     Only the observed entries weigh the draws (the likelihood is masked), so the
     missing entries are predicted from what was seen. Returns a tensor of shape
-    (n_rows, n_params) in the likelihood's mean layout.
+    (n_rows, n_columns) in the data's layout (a categorical column's most
+    probable level under the weighted average of the draws' probabilities).
     """
     log_weights, params = _importance_weights(model, x, noise)
     n_draws, n_rows = log_weights.shape
     weights = torch.softmax(log_weights, dim=0)
     means = model.likelihood.mean(params).reshape(n_draws, n_rows, -1)
-    return (weights.unsqueeze(-1) * means).sum(dim=0)
+    return model.likelihood.to_values((weights.unsqueeze(-1) * means).sum(dim=0))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+# ----------------------------------------------------------------- the budget
+
+# The automatic budget (``plan_budget``). Tables of up to AUTO_SMALL_ROWS rows
+# train as the defaults were tuned on the digits (1,257 rows): 150 epochs of
+# batches of 128, about 1,500 steps. A larger table is not harder to fit, it
+# only holds more rows per pattern, so the budget grows far slower than its
+# rows: the batch grows as the square root of the size ratio (fewer, larger
+# steps: cheaper per row on every device, far cheaper on a GPU) and the samples
+# seen as its AUTO_SAMPLES_POWER, with at least AUTO_MIN_EPOCHS passes.
+AUTO_SMALL_ROWS = 2048
+AUTO_EPOCHS = 150
+AUTO_BATCH = 128
+AUTO_MAX_BATCH = 8192
+AUTO_SAMPLES_POWER = 0.4
+AUTO_MIN_EPOCHS = 3
+# The KL warm-up of an automatic plan: 10 of its 150 epochs on a small table.
+AUTO_WARMUP_SHARE = 10 / 150
+
+
+@dataclass
+class TrainingPlan:
+    """What a training call will do: batches, passes, KL warm-up, in total."""
+
+    n_rows: int
+    batch_size: int
+    max_epochs: int
+    warmup_epochs: float
+
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(self.n_rows / self.batch_size)
+
+    @property
+    def max_steps(self):
+        return self.max_epochs * self.steps_per_epoch
+
+    @property
+    def max_samples(self):
+        return self.max_epochs * self.n_rows
+
+
+def plan_budget(n_rows, batch_size="auto", max_epochs="auto", warmup_epochs="auto"):
+    """The ``TrainingPlan`` for ``n_rows`` rows; "auto" values follow the rule.
+
+    - ``batch_size``: 128 up to 2,048 rows; beyond, 128 times the square root of
+      ``n_rows / 2048``, rounded to a power of two, at most 8,192.
+    - ``max_epochs``: 150 up to 2,048 rows; beyond, as many as see
+      ``150 * 2048 * (n_rows / 2048) ** 0.4`` samples, at least 3.
+    - ``warmup_epochs``: 1/15 of ``max_epochs`` (10 of 150).
+
+    An explicit value is kept (the batch is clipped to ``n_rows``).
+    """
+    ratio = max(1.0, n_rows / AUTO_SMALL_ROWS)
+    if batch_size == "auto":
+        doublings = round(math.log2(math.sqrt(ratio)))
+        batch_size = min(AUTO_MAX_BATCH, AUTO_BATCH * 2**doublings)
+    batch_size = max(1, min(int(batch_size), n_rows))
+    if max_epochs == "auto":
+        samples = AUTO_EPOCHS * AUTO_SMALL_ROWS * ratio**AUTO_SAMPLES_POWER
+        if n_rows <= AUTO_SMALL_ROWS:
+            max_epochs = AUTO_EPOCHS
+        else:
+            max_epochs = max(AUTO_MIN_EPOCHS, math.ceil(samples / n_rows))
+    if warmup_epochs == "auto":
+        warmup_epochs = AUTO_WARMUP_SHARE * max_epochs
+    return TrainingPlan(n_rows, batch_size, int(max_epochs), float(warmup_epochs))
 
 
 # ---------------------------------------------------------------- the loop
@@ -153,7 +187,7 @@ class TrainingConfig:
     tol: float
     n_iter_no_change: int
     beta: float = 1.0
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0
     early_stopping: bool = False
     learning_rate: float | None = None  # None: the optimiser's rate as it stands
     learning_rate_schedule: str = "constant"  # or "step"
@@ -161,7 +195,11 @@ class TrainingConfig:
 
 @dataclass
 class EpochRecord:
-    """Means per row over one epoch; ``loss`` uses the full ``beta``."""
+    """Means per row over one epoch; ``loss`` uses the full ``beta``.
+
+    ``steps`` and ``samples`` count this training call's minibatch steps and
+    rows seen so far, ``seconds`` its time so far.
+    """
 
     epoch: int
     loss: float
@@ -170,6 +208,13 @@ class EpochRecord:
     kl_weight: float
     learning_rate: float
     validation_score: float | None = None
+    steps: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self):
+        return self.samples / self.seconds if self.seconds > 0 else math.inf
 
 
 @dataclass
@@ -245,26 +290,27 @@ def train_step(model, optimizer, x, noise, beta):
 
 
 def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
-    """One pass over ``X`` in shuffled minibatches.
+    """One pass over the rows of ``X`` (``TrainingRows``) in shuffled minibatches.
 
     Returns the mean reconstruction term -E_q[log p(x|z)] and mean KL per row.
     """
-    X = as_model_data(X)
+    X = as_training_rows(X)
     n_rows = len(X)
     n_batches = math.ceil(n_rows / config.batch_size)
-    order = torch.randperm(n_rows, generator=generator, device=X.device)
+    device = generator.device
+    order = torch.randperm(n_rows, generator=generator, device=device)
     # One draw of noise per row for the whole epoch: one call instead of one a batch.
     noise = torch.randn(
-        (1, n_rows, model.n_components), generator=generator, device=X.device
+        (1, n_rows, model.n_components), generator=generator, device=device
     )
-    totals = torch.zeros(2, device=X.device)
+    totals = torch.zeros(2, device=device)
     for i, start in enumerate(range(0, n_rows, config.batch_size)):
         rows = order[start : start + config.batch_size]
         progress = epochs_done + (i + 1) / n_batches
         beta = kl_weight(progress, config.beta, config.warmup_epochs)
         # Accumulate on the device: one host sync per epoch, not one per batch.
         totals += train_step(
-            model, optimizer, X[rows], noise[:, start : start + len(rows)], beta
+            model, optimizer, X.batch(rows), noise[:, start : start + len(rows)], beta
         )
     reconstruction, kl = (totals / n_rows).tolist()
     return reconstruction, kl
@@ -286,7 +332,7 @@ def validation_score(model, X_val, noise, chunk_rows=8192):
     Scored in chunks, so a large validation split never holds every row's hidden
     activations at once.
     """
-    X_val = as_model_data(X_val)
+    X_val = as_training_rows(X_val).all()
     total = torch.zeros((), device=X_val.device)
     with torch.inference_mode():
         for start in range(0, len(X_val), chunk_rows):
@@ -316,8 +362,9 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     model : VAE
     optimizer : torch.optim.Optimizer
         Carries its state (Adam's moments) across calls.
-    X : ModelData or torch.Tensor of shape (n_rows, n_features)
-        Training data, already on the model's device.
+    X : TrainingRows, ModelData or torch.Tensor of shape (n_rows, n_features)
+        Training data (``skvae._data``); a tensor or ``ModelData`` is used on the
+        device it is on.
     config : TrainingConfig
     generator : torch.Generator
         Source of the shuffling and of the reparameterisation noise.
@@ -341,10 +388,10 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     if config.learning_rate is None:
         config = replace(config, learning_rate=optimizer.param_groups[0]["lr"])
     history = TrainingHistory()
-    X = as_model_data(X)
+    X = as_training_rows(X)
     val_noise = None
     if config.early_stopping:
-        X_val = as_model_data(X_val)
+        X_val = as_training_rows(X_val).all()
         val_noise = fixed_noise((1, len(X_val), model.n_components), X_val.device)
     best_state = None
     if (
@@ -356,6 +403,8 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         history.best_validation_score = validation_score(model, X_val, val_noise)
         best_state = copy.deepcopy(model.state_dict())
     epochs_without_improvement = 0
+    started = time.perf_counter()
+    steps_per_epoch = math.ceil(len(X) / config.batch_size)
     model.train()
     try:
         for epoch in range(first_epoch + 1, first_epoch + config.max_epochs + 1):
@@ -368,7 +417,18 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
             if not math.isfinite(loss):
                 raise NonFiniteLossError(epoch, loss)
             weight = kl_weight(epoch, config.beta, config.warmup_epochs)
-            record = EpochRecord(epoch, loss, reconstruction, kl, weight, learning_rate)
+            done = epoch - first_epoch
+            record = EpochRecord(
+                epoch,
+                loss,
+                reconstruction,
+                kl,
+                weight,
+                learning_rate,
+                steps=done * steps_per_epoch,
+                samples=done * len(X),
+                seconds=time.perf_counter() - started,
+            )
             if config.early_stopping:
                 score = validation_score(model, X_val, val_noise)
                 record.validation_score = score

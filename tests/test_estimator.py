@@ -157,7 +157,7 @@ def test_sample_noise_is_independent_of_the_latent_draws(X_small):
     z_seed, _ = _seed_source(7).randint(_MAX_SEED, size=2)
     Z = torch.randn((200, 2), generator=torch.Generator().manual_seed(int(z_seed)))
     gaussian = vae.module_.likelihood.blocks[0]
-    std = gaussian.variance().detach().sqrt().numpy() * vae.scale_
+    std = gaussian.variance().detach().sqrt().cpu().numpy() * vae.scale_
     noise = (X_new - vae.inverse_transform(Z.numpy())) / std
     first_draws = noise.ravel()[: Z.numel()]  # a shared stream would repeat Z here
     assert abs(np.corrcoef(first_draws, Z.numpy().ravel())[0, 1]) < 0.3
@@ -264,9 +264,8 @@ def test_activations(X_small, activation):
 
 def test_beta_trades_kl_for_reconstruction(X_small):
     def kl_of(vae):
-        mu, log_var = vae.module_.encode(
-            torch.tensor((X_small - vae.mean_) / vae.scale_, dtype=torch.float32)
-        )
+        x = torch.tensor((X_small - vae.mean_) / vae.scale_, dtype=torch.float32)
+        mu, log_var = vae.module_.encode(x.to(vae._model_device()))
         return (0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(1)).mean().item()
 
     loose = fitted(X_small, beta=0.1, max_iter=80)
@@ -480,13 +479,13 @@ def test_transform_works_in_batches(X_small, monkeypatch):
 
     vae = fitted(X_small)
     expected = vae.transform(X_small)
-    monkeypatch.setattr(estimator_module, "_INFERENCE_BATCH_SIZE", 7)
+    monkeypatch.setattr(estimator_module, "inference_batch_rows", lambda *a: 7)
     seen_rows = []
     encode = vae.module_.encode
 
-    def spy(x):
+    def spy(x, observed=None):
         seen_rows.append(x.shape[0])
-        return encode(x)
+        return encode(x, observed)
 
     monkeypatch.setattr(vae.module_, "encode", spy)
     np.testing.assert_allclose(vae.transform(X_small), expected, rtol=1e-5, atol=1e-6)
@@ -499,9 +498,9 @@ def test_transform_runs_without_autograd(X_small, monkeypatch):
     encode = vae.module_.encode
     modes = []
 
-    def spy(x):
+    def spy(x, observed=None):
         modes.append(torch.is_inference_mode_enabled())
-        return encode(x)
+        return encode(x, observed)
 
     monkeypatch.setattr(vae.module_, "encode", spy)
     vae.transform(X_small)
@@ -513,7 +512,7 @@ def test_standardisation_keeps_precision_of_large_offsets():
     rng = np.random.RandomState(0)
     X = np.column_stack([1e8 + rng.uniform(-2, 2, 300), rng.randn(300)])
     vae = fitted(X, max_iter=2)
-    standardised = vae._to_model_data(X, "cpu").targets.numpy()
+    standardised = vae.schema_.encode(X).targets
     np.testing.assert_allclose(standardised.std(0), 1.0, rtol=1e-3)
     assert len(np.unique(standardised[:, 0])) > 250
 
@@ -529,9 +528,11 @@ def test_small_inputs_take_the_numpy_path_and_agree_with_torch(X_small, activati
     Z_numpy, std_numpy = vae.transform(few, return_std=True)
     assert "_numpy_encoder_cache" in vars(vae)  # the numpy path ran
     with torch.inference_mode():
-        mu, log_var = vae.module_.encode(vae._to_model_data(few, "cpu").targets)
-    np.testing.assert_allclose(Z_numpy, mu.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(std_numpy, torch.exp(0.5 * log_var).numpy(), rtol=1e-5)
+        x = torch.from_numpy(vae.schema_.encode(few).targets)
+        mu, log_var = vae.module_.encode(x.to(vae._model_device()))
+    np.testing.assert_allclose(Z_numpy, mu.cpu().numpy(), rtol=1e-5, atol=1e-6)
+    std = torch.exp(0.5 * log_var).cpu().numpy()
+    np.testing.assert_allclose(std_numpy, std, rtol=1e-5)
 
 
 def test_numpy_path_follows_training_and_replaced_weights(X_small):

@@ -14,6 +14,7 @@ from skvae._likelihoods import (
     make_likelihood,
     make_table_likelihood,
 )
+from skvae._schema import ModelLayout
 
 
 def test_gaussian_log_prob_matches_torch_distributions():
@@ -107,20 +108,44 @@ def test_categorical_log_prob_matches_torch_distributions():
     lik = CategoricalLikelihood(4)
     logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
     levels = torch.tensor([0, 3, 2, 1, 1, 0])
-    one_hot = torch.nn.functional.one_hot(levels, 4).float()
     expected = torch.distributions.Categorical(logits=logits).log_prob(levels)
-    torch.testing.assert_close(lik.log_prob(one_hot, logits), expected)
+    # The data is each row's level index, as a float column.
+    codes = levels.float().unsqueeze(1)
+    torch.testing.assert_close(lik.log_prob(codes, logits), expected)
     draws = lik.sample(logits, torch.Generator().manual_seed(0))
-    assert torch.equal(draws.sum(dim=1), torch.ones(6))
+    assert draws.shape == (6, 1)
+    assert set(draws[:, 0].tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    mean = lik.mean(logits)
+    torch.testing.assert_close(mean, torch.softmax(logits, dim=1))
+    assert torch.equal(lik.to_values(mean)[:, 0], logits.argmax(dim=1).float())
+
+
+def test_wide_categorical_is_an_exact_softmax_through_a_factorised_layer():
+    generator = torch.Generator().manual_seed(0)
+    lik = CategoricalLikelihood(5000, embedding_dim=16, generator=generator)
+    assert lik.n_params == 16  # the decoder predicts a 16-vector, not 5,000 logits
+    params = torch.randn(8, 16, generator=generator)
+    codes = torch.randint(5000, (8,), generator=generator)
+    logits = params @ lik.project.weight.T + lik.project.bias
+    expected = torch.distributions.Categorical(logits=logits).log_prob(codes)
+    torch.testing.assert_close(
+        lik.log_prob(codes.float().unsqueeze(1), params), expected
+    )
+    # Every level gets probability: the softmax runs over all 5,000 of them.
+    torch.testing.assert_close(lik.mean(params).sum(dim=1), torch.ones(8))
+    draws = lik.sample(params, torch.Generator().manual_seed(1))
+    assert ((draws >= 0) & (draws < 5000)).all()
 
 
 def test_table_likelihood_sums_blocks_and_skips_missing_entries():
-    blocks = [
-        ("gaussian", 2, 2, None),
-        ("poisson", 1, 1, [0.5]),
-        ("categorical", 1, 3, None),
-    ]
-    table = make_table_likelihood(blocks)
+    layout = ModelLayout(
+        n_gaussian=2,
+        poisson_log_mean=(0.0,),
+        poisson_log_scale=(1.0,),
+        poisson_log_rate=(0.5,),
+        levels=(3,),
+    )
+    table = make_table_likelihood(layout)
     gaussian, poisson, categorical = table.blocks
     assert table.n_params == 6
     generator = torch.Generator().manual_seed(0)
@@ -129,7 +154,7 @@ def test_table_likelihood_sums_blocks_and_skips_missing_entries():
         [
             torch.randn(4, 2, generator=generator),
             torch.tensor([[1.0], [0.0], [4.0], [2.0]]),
-            torch.nn.functional.one_hot(torch.tensor([2, 0, 1, 1]), 3).float(),
+            torch.tensor([[2.0], [0.0], [1.0], [1.0]]),  # the categorical's levels
         ],
         dim=1,
     )

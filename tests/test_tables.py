@@ -207,9 +207,10 @@ def test_missing_values_in_every_column_type(table):
     holey.loc[5, ["length", "colour", "shop"]] = [np.nan, np.nan, None]
     vae = fitted(holey)
     assert vae.schema_.mask_inputs
-    # The encoder reads one observed-flag per column next to the values.
+    # The encoder reads one observed-flag per column next to the values (the
+    # categorical columns one-hot: colour has 3 levels, shop 4).
     encoder_width = vae.module_.encoder.net[0].in_features
-    assert encoder_width == vae.schema_.width + holey.shape[1]
+    assert encoder_width == 5 + 3 + 4 + holey.shape[1]
     assert np.isfinite(vae.transform(holey)).all()
     assert np.isfinite(vae.score_samples(holey)).all()
     assert vae.sample(3, random_state=0).dtypes.to_dict() == holey.dtypes.to_dict()

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 
 import skvae._training as training
 from skvae import VAETransformer
+from skvae._data import encode_rows
 from skvae._likelihoods import GaussianLikelihood
 from skvae._networks import VAE
 
@@ -315,8 +316,13 @@ def test_progress_bar_shows_losses_and_validation(X_small, capsys):
     assert capsys.readouterr().out == ""
     quiet_fit(make(max_iter=3, verbose=1, early_stopping=True), X_small)
     out = capsys.readouterr().out
+    # The plan first: 300 rows less the 30 held out, batches of 32.
+    assert out.startswith(
+        "VAETransformer plan: 270 rows, batch 32, 3 epochs = 27 steps, 810 samples"
+    )
     last = out.split("\r")[-1]
-    parts = ("epoch 3/3", "loss", "recon", "KL", "lr 0.0005", "val ELBO", "=" * 20)
+    parts = ("epoch 3/3", "step 27/27", "rows/s", "left 0:00", "loss", "recon")
+    parts += ("KL", "lr 0.0005", "val ELBO", "=" * 20)
     for part in parts:  # the last epoch is past the step: a quarter of 2e-3
         assert part in last
     assert out.endswith("\n")
@@ -346,12 +352,14 @@ def test_iwae_with_one_draw_is_a_one_draw_elbo():
 
 def test_more_importance_samples_tighten_the_bound(X_small):
     vae = quiet_fit(make(max_iter=40), X_small)
-    data = vae._to_model_data(X_small, "cpu")
+    device = vae._model_device()
+    data = encode_rows(vae.schema_, X_small, device)
 
     def mean_bound(n_draws, seed):
-        noise = training.fixed_noise((n_draws, 1, 2), "cpu", seed=seed)
+        noise = training.fixed_noise((n_draws, 1, 2), device, seed=seed)
         with torch.inference_mode():
-            return training.importance_weighted_bound(vae.module_, data, noise).mean()
+            bound = training.importance_weighted_bound(vae.module_, data, noise)
+            return bound.mean().item()
 
     # The bound grows with the draws in expectation, not draw by draw: score()
     # shares its draws across rows, so average over several sets of draws.

@@ -1,0 +1,209 @@
+"""The data layer: the caller's table as the model's batches on its device.
+
+The one place rows travel through, for training and for every inference method
+alike. Training rows are encoded once (``TrainingRows``): whole-table on the
+model's device when they fit there, else kept in host memory and moved a batch
+at a time. Inference streams the caller's table in batches (``map_batches``):
+each batch is encoded, moved, run and its result written into a host array, so
+no method ever holds the whole table in the model's layout.
+
+Torch, numpy and the schema; nothing here knows about scikit-learn or training.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+# Memory one inference batch may take on each kind of device (activations of
+# every layer, and of every draw for the importance-sampled methods): large
+# batches amortise per-call overhead, the bound keeps a huge table from
+# building one giant tensor.
+INFERENCE_BYTES = {"cpu": 64 * 2**20, "cuda": 1024 * 2**20}
+
+# Training rows stay resident on a GPU while they take at most this share of its
+# free memory; above it they stay in host memory and travel a batch at a time.
+RESIDENT_SHARE = 0.5
+
+
+@dataclass
+class ModelData:
+    """Rows as the model sees them (laid out by ``skvae._schema``).
+
+    ``targets`` is what the likelihood scores, one entry per column;
+    ``observed`` is 1 where an entry was observed and 0 where it is missing
+    (None: all observed). The encoder reads both (``TableReader``).
+    """
+
+    targets: torch.Tensor
+    observed: torch.Tensor | None = None
+
+    def __getitem__(self, rows):
+        return ModelData(
+            self.targets[rows], None if self.observed is None else self.observed[rows]
+        )
+
+    def __len__(self):
+        return self.targets.shape[0]
+
+    @property
+    def device(self):
+        return self.targets.device
+
+    @property
+    def nbytes(self):
+        observed = 0 if self.observed is None else self.observed.nbytes
+        return self.targets.nbytes + observed
+
+    def to(self, device):
+        if self.device == torch.device(device):
+            return self
+        # Pinned host memory lets the copy run alongside the GPU's work.
+        pin = self.device.type == "cpu" and torch.device(device).type == "cuda"
+
+        def move(tensor):
+            if tensor is None:
+                return None
+            return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=pin)
+
+        return ModelData(move(self.targets), move(self.observed))
+
+
+def as_model_data(x):
+    """``x`` itself if it is ``ModelData``, else a fully observed tensor wrapped."""
+    return x if isinstance(x, ModelData) else ModelData(x)
+
+
+def take_rows(X, rows):
+    """Rows of an array or a DataFrame by position (a slice or an index array)."""
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+
+
+def row_slices(n_rows, batch_rows):
+    """Slices of consecutive rows. (sklearn's gen_batches validates its arguments
+    on every call, which costs more than encoding one row.)"""
+    for start in range(0, n_rows, batch_rows):
+        yield slice(start, start + batch_rows)
+
+
+def encode_rows(schema, X, device, handle_unknown="error"):
+    """The rows of the caller's table ``X`` as ``ModelData`` on ``device``.
+
+    A float array of Gaussian columns bound for a GPU travels as it is and is
+    standardised there: the host's only work is the copy.
+    """
+    device = torch.device(device)
+    if (
+        device.type != "cpu"
+        and isinstance(X, np.ndarray)
+        and X.dtype in (np.float32, np.float64)
+        and schema.all_gaussian
+        and schema.identity_order
+    ):
+        return _standardise_on(device, schema, X)
+    encoded = schema.encode(X, handle_unknown)
+    observed = encoded.observed
+    return ModelData(
+        torch.from_numpy(encoded.targets),  # shares the float32 buffer
+        None if observed is None else torch.from_numpy(observed),
+    ).to(device)
+
+
+def _standardise_on(device, schema, X):
+    x = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    mean = torch.as_tensor(schema.mean, dtype=x.dtype, device=device)
+    inverse = torch.as_tensor(1.0 / schema.scale, dtype=x.dtype, device=device)
+    targets = ((x - mean) * inverse).float()
+    missing = torch.isnan(targets)
+    if not bool(missing.any()):
+        return ModelData(targets)
+    return ModelData(targets.masked_fill_(missing, 0.0), (~missing).float())
+
+
+class TrainingRows:
+    """Encoded training rows, and their minibatches on the model's device.
+
+    Resident on the device (one copy of the table, indexed there) unless they
+    would take more than ``RESIDENT_SHARE`` of a GPU's free memory; then they
+    stay in host memory and each batch is gathered there and moved.
+
+    Parameters
+    ----------
+    data : ModelData
+        The rows, on the host or already on ``device``.
+    device : torch.device
+        Where the model is.
+    """
+
+    def __init__(self, data, device):
+        device = torch.device(device)
+        self.device = device
+        self.resident = device.type == "cpu" or _fits_on(device, data.nbytes)
+        self.data = data.to(device) if self.resident else data
+
+    def __len__(self):
+        return len(self.data)
+
+    def batch(self, rows):
+        """The rows at positions ``rows`` (an index tensor), on the device."""
+        if self.resident:
+            return self.data[rows]
+        return self.data[rows.cpu()].to(self.device)
+
+    def all(self):
+        """Every row, on the device (for small validation splits)."""
+        return self.data.to(self.device)
+
+
+def as_training_rows(x, device=None):
+    """``x`` as ``TrainingRows`` (a tensor or ``ModelData`` stays where it is)."""
+    if isinstance(x, TrainingRows):
+        return x
+    x = as_model_data(x)
+    return TrainingRows(x, x.device if device is None else device)
+
+
+def _fits_on(device, nbytes):
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= RESIDENT_SHARE * free
+
+
+def inference_batch_rows(model, device, n_draws=1):
+    """Rows per inference batch: as many as ``INFERENCE_BYTES`` of activations
+    allow, every draw of the importance-sampled methods counted."""
+    widths = [
+        layer.out_features
+        for layer in model.modules()
+        if isinstance(layer, torch.nn.Linear)
+    ]
+    per_row = 4 * (2 * sum(widths) + model.likelihood.n_params) * n_draws
+    budget = INFERENCE_BYTES.get(torch.device(device).type, INFERENCE_BYTES["cpu"])
+    return int(max(1, min(2**20, budget // max(per_row, 1))))
+
+
+def map_batches(fn, n_rows, load, batch_rows):
+    """``fn(load(rows))`` for consecutive slices of rows, in inference mode.
+
+    ``fn`` returns a tensor or a tuple of tensors whose first dimension is the
+    batch's rows; the results are gathered into float arrays on the host (their
+    dtype the tensors'), one per returned tensor.
+    """
+    outputs = None
+    with torch.inference_mode():
+        for rows in row_slices(n_rows, batch_rows):
+            results = fn(load(rows))
+            results = (results,) if isinstance(results, torch.Tensor) else results
+            if outputs is None:
+                outputs = [
+                    np.empty(
+                        (n_rows, *r.shape[1:]),
+                        dtype=torch.empty((), dtype=r.dtype).numpy().dtype,
+                    )
+                    for r in results
+                ]
+            for output, result in zip(outputs, results, strict=True):
+                output[rows] = result.cpu().numpy()
+    return outputs
