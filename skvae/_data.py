@@ -87,6 +87,17 @@ def row_slices(n_rows, batch_rows):
         yield slice(start, start + batch_rows)
 
 
+def _standardises_on_the_fly(schema, X):
+    """True for a float array of Gaussian columns: the rows the model sees are
+    ``(X - mean) / scale``, cheap enough to compute batch by batch."""
+    return (
+        isinstance(X, np.ndarray)
+        and X.dtype in (np.float32, np.float64)
+        and schema.all_gaussian
+        and schema.identity_order
+    )
+
+
 def encode_rows(schema, X, device, handle_unknown="error"):
     """The rows of the caller's table ``X`` as ``ModelData`` on ``device``.
 
@@ -94,14 +105,8 @@ def encode_rows(schema, X, device, handle_unknown="error"):
     standardised there: the host's only work is the copy.
     """
     device = torch.device(device)
-    if (
-        device.type != "cpu"
-        and isinstance(X, np.ndarray)
-        and X.dtype in (np.float32, np.float64)
-        and schema.all_gaussian
-        and schema.identity_order
-    ):
-        return _standardise_on(device, schema, X)
+    if device.type != "cpu" and _standardises_on_the_fly(schema, X):
+        return _Standardiser(schema, device)(torch.from_numpy(np.asarray(X)))
     encoded = schema.encode(X, handle_unknown)
     observed = encoded.observed
     return ModelData(
@@ -110,15 +115,30 @@ def encode_rows(schema, X, device, handle_unknown="error"):
     ).to(device)
 
 
-def _standardise_on(device, schema, X):
-    x = torch.from_numpy(np.ascontiguousarray(X)).to(device)
-    mean = torch.as_tensor(schema.mean, dtype=x.dtype, device=device)
-    inverse = torch.as_tensor(1.0 / schema.scale, dtype=x.dtype, device=device)
-    targets = ((x - mean) * inverse).float()
-    missing = torch.isnan(targets)
-    if not bool(missing.any()):
-        return ModelData(targets)
-    return ModelData(targets.masked_fill_(missing, 0.0), (~missing).float())
+class _Standardiser:
+    """``(x - mean) / scale`` in x's own precision, then float32; NaN -> missing.
+
+    float32 input stays float32 (subtracting a nearby mean is exact, so nothing
+    is lost that the input held); float64 input is standardised in float64
+    before the cast, so that a column like 1e8 + noise keeps its spread.
+    """
+
+    def __init__(self, schema, device, may_miss=True):
+        self.device = device
+        self.may_miss = may_miss
+        self.mean = torch.as_tensor(schema.mean, device=device)
+        self.scale = torch.as_tensor(schema.scale, device=device)
+
+    def __call__(self, x):
+        x = x.to(self.device)
+        mean = self.mean.to(x.dtype)
+        targets = ((x - mean) / self.scale.to(x.dtype)).float()
+        if not self.may_miss:
+            return ModelData(targets)
+        missing = torch.isnan(targets)
+        if self.device.type == "cpu" and not bool(missing.any()):
+            return ModelData(targets)  # (on a GPU the check would cost a sync)
+        return ModelData(targets.masked_fill_(missing, 0.0), (~missing).float())
 
 
 class TrainingRows:
@@ -142,6 +162,18 @@ class TrainingRows:
         self.resident = device.type == "cpu" or _fits_on(device, data.nbytes)
         self.data = data.to(device) if self.resident else data
 
+    @classmethod
+    def from_table(cls, schema, X, device, handle_unknown="error"):
+        """The training rows of the caller's table ``X``.
+
+        A float array of Gaussian columns is not copied at all: the rows are
+        standardised a batch at a time as training draws them
+        (``StandardisedRows``), so a fit holds no second copy of the table.
+        """
+        if _standardises_on_the_fly(schema, X):
+            return StandardisedRows(schema, X, device)
+        return cls(encode_rows(schema, X, "cpu", handle_unknown), device)
+
     def __len__(self):
         return len(self.data)
 
@@ -154,6 +186,37 @@ class TrainingRows:
     def all(self):
         """Every row, on the device (for small validation splits)."""
         return self.data.to(self.device)
+
+
+class StandardisedRows(TrainingRows):
+    """Training rows of a float array, standardised batch by batch.
+
+    The caller's array is shared, not copied (on a GPU it is copied once, as
+    it is, when it fits); each minibatch is gathered and standardised on the
+    device. Costs one subtract and multiply per entry and step, which is
+    nothing beside the networks, and saves the one-off pass and the copy.
+    """
+
+    def __init__(self, schema, X, device):
+        device = torch.device(device)
+        self.device = device
+        raw = torch.from_numpy(np.ascontiguousarray(X))
+        self.resident = device.type == "cpu" or _fits_on(device, raw.nbytes)
+        self.raw = raw.to(device) if self.resident else raw
+        # Rows of a table with no holes at fit cannot have any: skip the mask.
+        self._standardise = _Standardiser(schema, device, schema.mask_inputs)
+        self._standardise_any = _Standardiser(schema, device)
+
+    def __len__(self):
+        return self.raw.shape[0]
+
+    def batch(self, rows):
+        rows = rows if self.resident else rows.cpu()
+        return self._standardise(self.raw[rows])
+
+    def all(self):
+        # Validation rows were not seen by the statistics: they may have holes.
+        return self._standardise_any(self.raw)
 
 
 def as_training_rows(x, device=None):

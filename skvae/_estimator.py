@@ -517,9 +517,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.verbose:
             log_det = self.schema_.mean_log_jacobian()
             progress = ProgressBar(plan, self.n_iter_, offset=log_det)
-        rows = TrainingRows(
-            encode_rows(self.schema_, X, "cpu", self.handle_unknown), device
-        )
+        rows = TrainingRows.from_table(self.schema_, X, device, self.handle_unknown)
         try:
             history = train(
                 self.module_,
@@ -530,9 +528,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 # A rare label that fell only into the validation rows was passed
                 # to fit all the same: there it counts as missing, not as an error.
                 X_val=(
-                    TrainingRows(
-                        encode_rows(self.schema_, X_val, "cpu", "missing"), device
-                    )
+                    TrainingRows.from_table(self.schema_, X_val, device, "missing")
                     if early_stopping
                     else None
                 ),

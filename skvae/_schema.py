@@ -309,7 +309,7 @@ def _numeric_schema(X, names, dtypes, is_frame, constants=True):
     mean, scale = _floor_scale(stats.mean, stats.std)
     rates = 1.0 - stats.n_observed / max(X.shape[0], 1)
     dtypes = dtypes or [X.dtype] * X.shape[1]
-    constant = (stats.minimum == stats.maximum) & constants
+    constant = stats.constant & constants
     specs = [
         ColumnSpec(name, "gaussian", dtype, mean=m, scale=s, missing_rate=r, constant=c)
         for name, dtype, m, s, r, c in zip(
@@ -324,45 +324,36 @@ class _ColumnStats:
     mean: np.ndarray
     std: np.ndarray
     n_observed: np.ndarray
-    minimum: np.ndarray
-    maximum: np.ndarray
+    constant: np.ndarray
 
 
 def _column_stats(X):
-    """Per-column mean, standard deviation, observed count, min and max of a
+    """Per-column mean, standard deviation, observed count and constancy of a
     float array, NaN ignored, in one pass of chunks.
 
-    Sums of deviations from a shift (the first chunk's mean) are accumulated in
-    float64: with the shift near the mean there is no cancellation, so float32
-    input needs no float64 copy of the whole table, only of one chunk at a time.
+    Deviations from a shift (each column's first observed value) are summed in
+    float64, a chunk at a time: with the shift inside the data there is no
+    cancellation, no float64 copy of the whole table is made, and a column is
+    constant exactly when every deviation is zero.
     """
+    shift = _first_observed(X)
     n_columns = X.shape[1]
-    shift = None
     total = np.zeros(n_columns)
     total_sq = np.zeros(n_columns)
     count = np.zeros(n_columns)
-    minimum = np.full(n_columns, np.inf)
-    maximum = np.full(n_columns, -np.inf)
     for start in range(0, X.shape[0], _CHUNK_ROWS):
-        chunk = X[start : start + _CHUNK_ROWS].astype(np.float64)
-        missing = np.isnan(chunk)
-        any_missing = missing.any()
-        if shift is None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                shift = np.nanmean(chunk, axis=0) if any_missing else chunk.mean(0)
-            shift = np.nan_to_num(shift)
-        minimum = np.fmin(minimum, np.fmin.reduce(chunk, axis=0))
-        maximum = np.fmax(maximum, np.fmax.reduce(chunk, axis=0))
-        chunk -= shift
-        if any_missing:
-            chunk[missing] = 0.0
-            count += chunk.shape[0] - missing.sum(axis=0)
+        deviations = X[start : start + _CHUNK_ROWS].astype(np.float64)
+        deviations -= shift
+        sums = deviations.sum(axis=0)
+        if np.isnan(sums).any():  # holes: only then pay for a mask
+            missing = np.isnan(deviations)
+            deviations[missing] = 0.0
+            sums = deviations.sum(axis=0)
+            count += deviations.shape[0] - missing.sum(axis=0)
         else:
-            count += chunk.shape[0]
-        total += chunk.sum(axis=0)
-        total_sq += np.einsum("ij,ij->j", chunk, chunk)
-    if shift is None:
-        shift = np.zeros(n_columns)
+            count += deviations.shape[0]
+        total += sums
+        total_sq += np.einsum("ij,ij->j", deviations, deviations)
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = total / count
         variance = np.maximum(total_sq / count - centred**2, 0.0)
@@ -370,9 +361,22 @@ def _column_stats(X):
         mean=shift + centred,
         std=np.sqrt(variance),
         n_observed=count,
-        minimum=minimum,
-        maximum=maximum,
+        constant=(total_sq == 0) & (count > 0),
     )
+
+
+def _first_observed(X):
+    """Each column's first non-NaN value (0 for a column with none), float64."""
+    first = X[:_CHUNK_ROWS].astype(np.float64)
+    seen = ~np.isnan(first)
+    has = seen.any(axis=0)
+    shift = np.where(has, first[seen.argmax(axis=0), np.arange(X.shape[1])], 0.0)
+    for j in np.flatnonzero(~has):  # holes all through the first chunk: rare
+        column = X[:, j]
+        observed = np.flatnonzero(~np.isnan(column))
+        if observed.size:
+            shift[j] = float(column[observed[0]])
+    return shift
 
 
 def _overrides(likelihood, names, is_frame):
@@ -621,13 +625,13 @@ class TableSchema:
             else (self.mean[order], self.scale[order])
         )
         precision = np.float32 if X.dtype == np.float32 else np.float64
-        mean, inverse = mean.astype(precision), (1.0 / scale).astype(precision)
+        mean, scale = mean.astype(precision), scale.astype(precision)
         targets = np.empty(X.shape, dtype=np.float32)
         observed = None
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             rows = slice(start, start + _CHUNK_ROWS)
             chunk = X[rows] if order is None else X[rows][:, order]
-            standardised = (chunk - mean) * inverse
+            standardised = (chunk - mean) / scale
             missing = np.isnan(standardised)
             if missing.any():
                 if observed is None:
