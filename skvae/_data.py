@@ -235,16 +235,23 @@ def _fits_on(device, nbytes):
 
 
 def inference_batch_rows(model, device, n_draws=1):
-    """Rows per inference batch: as many as ``INFERENCE_BYTES`` of activations
-    allow, every draw of the importance-sampled methods counted."""
+    """Rows per inference batch: as many as ``INFERENCE_BYTES`` allow.
+
+    Without autograd a layer's output lives only until the next layer has read
+    it, so a row costs about two of the widest layer's outputs, plus the
+    likelihood's mean (every level's probability for a label column), for each
+    draw of the importance-sampled methods.
+    """
     widths = [
         layer.out_features
         for layer in model.modules()
         if isinstance(layer, torch.nn.Linear)
     ]
-    per_row = 4 * (2 * sum(widths) + model.likelihood.n_params) * n_draws
+    likelihood = model.likelihood
+    n_values = sum(getattr(likelihood, "_n_values", [likelihood.n_params]))
+    per_row = 4 * n_draws * (2 * max(widths, default=1) + n_values)
     budget = INFERENCE_BYTES.get(torch.device(device).type, INFERENCE_BYTES["cpu"])
-    return int(max(1, min(2**20, budget // max(per_row, 1))))
+    return int(max(1, min(2**20, budget // per_row)))
 
 
 def map_batches(fn, n_rows, load, batch_rows):

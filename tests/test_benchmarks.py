@@ -93,3 +93,32 @@ def test_tune_digits_prints_a_median_line_per_setting(capsys):
     assert len(rows) == 1
     cells = rows[0].split(" | ")
     assert 0 <= float(cells[2]) <= 1 and float(cells[3]) > 0  # 5-NN, MSE
+
+
+def test_scale_prints_a_row_per_table_and_method(capsys):
+    results = load("scale").main(
+        ["--tables", "manifold:300x4", "--methods", "skvae", "pca"]
+    )
+    assert [(r["table"], r["method"]) for r in results] == [
+        ("manifold:300x4", "skvae"),
+        ("manifold:300x4", "pca"),
+    ]
+    skvae, pca = results
+    assert skvae["plan"]["batch_size"] == 128 and skvae["fit_s"] > 0
+    # The noise floor is 0.01: no method can reconstruct held-out rows below it.
+    assert skvae["mse"] > 0.01 and pca["mse"] > 0.01
+    out = capsys.readouterr().out
+    assert "| manifold:300x4 | skvae | 128 x 150" in out
+    assert "| manifold:300x4 | pca |" in out
+
+
+def test_scale_manifold_is_reproducible_with_fresh_held_out_rows():
+    import numpy as np
+
+    scale = load("scale")
+    X, labels = scale.manifold(2000, 6)
+    X_again, _ = scale.manifold(2000, 6)
+    np.testing.assert_array_equal(X, X_again)  # the same table every run
+    held_out, _ = scale.manifold(2000, 6, draw=1)
+    assert not np.allclose(X, held_out)  # fresh rows for testing
+    assert set(labels) == {0, 1, 2, 3}

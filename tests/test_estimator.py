@@ -523,7 +523,8 @@ def test_standardisation_keeps_precision_of_large_offsets():
 def test_small_inputs_take_the_numpy_path_and_agree_with_torch(X_small, activation):
     import skvae._estimator as estimator_module
 
-    vae = fitted(X_small, activation=activation, max_iter=3)
+    # The numpy path is the CPU's (a GPU model always runs in torch).
+    vae = fitted(X_small, activation=activation, max_iter=3, device="cpu")
     few = X_small[: estimator_module._NUMPY_PATH_MAX_ROWS]
     Z_numpy, std_numpy = vae.transform(few, return_std=True)
     assert "_numpy_encoder_cache" in vars(vae)  # the numpy path ran
@@ -536,7 +537,7 @@ def test_small_inputs_take_the_numpy_path_and_agree_with_torch(X_small, activati
 
 
 def test_numpy_path_follows_training_and_replaced_weights(X_small):
-    vae = fitted(X_small, max_iter=2)
+    vae = fitted(X_small, max_iter=2, device="cpu")
     row = X_small[:1]
     before = vae.transform(row)
     vae.partial_fit(X_small)  # in-place updates show through the cached views

@@ -1,0 +1,303 @@
+"""Big tables: the automatic training budget, the data layer, wide label columns."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+import skvae._data as data
+import skvae._schema as schema_module
+import skvae._training as training
+from skvae import VAETransformer
+from skvae._likelihoods import WIDE_LEVELS, CategoricalLikelihood, embedding_dim
+from skvae._networks import TableReader
+from skvae._schema import ModelLayout, build_schema
+
+TINY = dict(hidden_layer_sizes=(16,), random_state=0)
+
+
+# ------------------------------------------------------------ the budget rule
+
+
+def test_small_tables_keep_the_tuned_budget():
+    # Up to 2,048 rows: the budget the defaults were tuned with on the digits.
+    for n_rows in (10, 1257, 2048):
+        plan = training.plan_budget(n_rows)
+        assert (plan.batch_size, plan.max_epochs) == (min(128, n_rows), 150)
+        assert plan.warmup_epochs == 10
+    assert training.plan_budget(1257).max_steps == 1500
+
+
+@pytest.mark.parametrize(
+    "n_rows, batch_size, max_epochs",
+    [(100_000, 1024, 15), (1_000_000, 2048, 4), (10_000_000, 8192, 3)],
+)
+def test_large_tables_get_larger_batches_and_fewer_epochs(
+    n_rows, batch_size, max_epochs
+):
+    plan = training.plan_budget(n_rows)
+    assert (plan.batch_size, plan.max_epochs) == (batch_size, max_epochs)
+    assert plan.warmup_epochs == pytest.approx(max_epochs / 15)
+
+
+def test_budget_grows_far_slower_than_the_rows():
+    samples = {n: training.plan_budget(n).max_samples for n in (10**4, 10**5, 10**6)}
+    # Ten times the rows: far less than ten times the samples seen.
+    assert samples[10**5] < 3 * samples[10**4]
+    assert samples[10**6] < 3 * samples[10**5]
+    # ... while the number of steps stays in the range the digits needed.
+    for n in (10**4, 10**5, 10**6):
+        assert 1000 <= training.plan_budget(n).max_steps <= 5000
+
+
+def test_explicit_values_override_the_rule():
+    plan = training.plan_budget(100_000, batch_size=64, max_epochs=7, warmup_epochs=2)
+    assert (plan.batch_size, plan.max_epochs, plan.warmup_epochs) == (64, 7, 2.0)
+    assert training.plan_budget(50, batch_size=128).batch_size == 50  # clipped
+    # An explicit epoch count with the automatic warm-up: a fifteenth of it.
+    assert training.plan_budget(500, max_epochs=30).warmup_epochs == 2.0
+
+
+def test_default_fit_follows_its_plan_without_a_convergence_warning(monkeypatch):
+    # Shrink the "small table" size so a quick fit exercises the growth rule.
+    monkeypatch.setattr(training, "AUTO_SMALL_ROWS", 64)
+    X = np.random.RandomState(0).randn(1024, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        # (patience so long that only the plan ends training)
+        vae = VAETransformer(n_iter_no_change=1000, **TINY).fit(X)
+    # ratio 16: batch 128 * 4; ceil(150 * 64 * 16 ** 0.4 / 1024) = 29 epochs.
+    assert vae.training_plan_ == {
+        "n_rows": 1024,
+        "batch_size": 512,
+        "max_iter": 29,
+        "warmup_epochs": pytest.approx(29 / 15),
+        "max_steps": 58,
+        "max_samples": 29 * 1024,
+    }
+    assert vae.n_iter_ == 29
+    last = vae.history_[-1]
+    assert (last["steps"], last["samples"]) == (58, 29 * 1024)
+    assert last["seconds"] > 0
+    assert last["rows_per_second"] == pytest.approx(last["samples"] / last["seconds"])
+    steps = [record["steps"] for record in vae.history_]
+    assert steps == [2 * (i + 1) for i in range(29)]
+
+
+def test_an_explicit_max_iter_that_is_reached_still_warns():
+    X = np.random.RandomState(0).randn(60, 3)
+    with pytest.warns(ConvergenceWarning, match="maximum iterations"):
+        VAETransformer(max_iter=2, **TINY).fit(X)
+
+
+def test_auto_warm_up_of_partial_fit_is_what_fit_would_plan(X_small):
+    vae = VAETransformer(**TINY)
+    vae.partial_fit(X_small)
+    # 300 rows: a fit would plan 150 epochs and warm up over 10 of them, so one
+    # chunk's epoch weights the KL term by a tenth.
+    assert vae.history_[0]["kl_weight"] == pytest.approx(0.1)
+    assert vae.training_plan_["max_iter"] == 1
+
+
+@pytest.mark.parametrize("name", ["batch_size", "max_iter", "warmup_epochs"])
+def test_auto_parameters_reject_other_strings(name):
+    with pytest.raises(ValueError, match=name):
+        VAETransformer(**{name: "fast"}).fit(np.ones((10, 2)))
+
+
+# ------------------------------------------------------------ column statistics
+
+
+def test_column_statistics_match_numpy_with_holes_and_constants(monkeypatch):
+    monkeypatch.setattr(schema_module, "_CHUNK_ROWS", 7)  # many chunks
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 4) * [1.0, 10.0, 1e-3, 1.0] + [0.0, 1e8, 5.0, 3.0]
+    X[:, 3] = 3.0  # constant
+    X[rng.rand(50) < 0.2, 0] = np.nan
+    X[:10, 2] = np.nan  # holes through the whole first chunk
+    stats = schema_module._column_stats(X)
+    np.testing.assert_allclose(stats.mean, np.nanmean(X, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, np.nanstd(X, axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(stats.n_observed, (~np.isnan(X)).sum(axis=0))
+    np.testing.assert_array_equal(stats.constant, [False, False, False, True])
+
+
+def test_float32_statistics_need_no_float64_copy_and_stay_exact():
+    rng = np.random.RandomState(0)
+    X = (rng.randn(20_000, 3) * [1.0, 1e-3, 100.0] + [1e4, -2.0, 0.0]).astype(
+        np.float32
+    )
+    stats = schema_module._column_stats(X)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(stats.mean, X64.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, X64.std(axis=0), rtol=1e-9)
+
+
+# ------------------------------------------------------------ the data layer
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardised_rows_share_the_array_and_match_the_schema(dtype):
+    rng = np.random.RandomState(0)
+    X = (rng.randn(40, 3) * [1.0, 5.0, 0.1] + [2.0, -1.0, 1e3]).astype(dtype)
+    X[3, 1] = np.nan
+    schema = build_schema(X)
+    rows = data.TrainingRows.from_table(schema, X, "cpu")
+    assert isinstance(rows, data.StandardisedRows)
+    assert np.shares_memory(rows.raw.numpy(), X)  # no copy of the table
+    expected = schema.encode(X)
+    batch = rows.batch(torch.arange(40))
+    np.testing.assert_array_equal(batch.targets.numpy(), expected.targets)
+    np.testing.assert_array_equal(batch.observed.numpy(), expected.observed)
+    # A chosen set of rows, in the order asked for.
+    picked = rows.batch(torch.tensor([5, 0, 3]))
+    np.testing.assert_array_equal(picked.targets.numpy(), expected.targets[[5, 0, 3]])
+
+
+def test_rows_held_on_the_host_give_the_same_batches(table_frame):
+    schema = build_schema(table_frame)
+    resident = data.TrainingRows.from_table(schema, table_frame, "cpu")
+    streamed = data.TrainingRows.from_table(schema, table_frame, "cpu")
+    streamed.resident = False  # as when a GPU lacks room: gathered, then moved
+    rows = torch.tensor([7, 1, 30])
+    a, b = resident.batch(rows), streamed.batch(rows)
+    np.testing.assert_array_equal(a.targets.numpy(), b.targets.numpy())
+    np.testing.assert_array_equal(a.observed.numpy(), b.observed.numpy())
+
+
+def test_map_batches_gathers_results_in_order():
+    values = np.arange(23, dtype=np.float32)
+    seen = []
+
+    def load(rows):
+        seen.append(rows)
+        return torch.from_numpy(values[rows])
+
+    doubled, plus_one = data.map_batches(lambda x: (2 * x, x + 1), 23, load, 5)
+    np.testing.assert_array_equal(doubled, 2 * values)
+    np.testing.assert_array_equal(plus_one, values + 1)
+    assert [s.start for s in seen] == [0, 5, 10, 15, 20]
+
+
+def test_inference_batches_follow_the_memory_budget(X_small, monkeypatch):
+    vae = VAETransformer(max_iter=2, warmup_epochs=0, **TINY).fit(X_small)
+    device = vae._model_device()
+    many = data.inference_batch_rows(vae.module_, device)
+    assert data.inference_batch_rows(vae.module_, device, n_draws=16) < many
+    monkeypatch.setitem(data.INFERENCE_BYTES, device.type, 1000)
+    assert data.inference_batch_rows(vae.module_, device) < 10
+    expected = vae.transform(X_small)
+    # Tiny batches give the same codes.
+    np.testing.assert_allclose(vae.transform(X_small), expected, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------ wide label columns
+
+
+@pytest.fixture
+def table_frame():
+    rng = np.random.RandomState(0)
+    n = 60
+    return (
+        pd.DataFrame(
+            {
+                "x": rng.randn(n),
+                "count": rng.poisson(3, n),
+                "flag": rng.rand(n) > 0.5,
+                "colour": rng.choice(["red", "green", "blue"], n),
+            }
+        )
+        .astype({"count": "float64"})
+        .mask(rng.rand(n, 4) < 0.1)
+    )
+
+
+def test_reader_builds_the_encoders_input_on_the_device():
+    layout = ModelLayout(
+        n_gaussian=1,
+        poisson_log_mean=(1.0,),
+        poisson_log_scale=(2.0,),
+        poisson_log_rate=(0.0,),
+        n_bernoulli=1,
+        levels=(3,),
+        mask_inputs=True,
+    )
+    reader = TableReader(layout)
+    x = torch.tensor([[0.5, 3.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    observed = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]])
+    out = reader(x, observed)
+    first = [0.5, (np.log1p(3.0) - 1.0) / 2.0, 1.0, 0.0, 0.0, 1.0, 1, 1, 1, 1]
+    # Missing entries read as 0 (the Bernoulli's -1 too), no level is hot.
+    second = [0.0, (0.0 - 1.0) / 2.0, 0.0, 0.0, 0.0, 0.0, 0, 1, 0, 0]
+    torch.testing.assert_close(out, torch.tensor([first, second], dtype=torch.float32))
+    assert reader.width == out.shape[1]
+    identity = TableReader(ModelLayout(n_gaussian=3))
+    assert identity.identity and identity(x[:, :3]) is not None
+    plain = x[:, :3]
+    assert identity(plain) is plain  # nothing to do for Gaussian columns
+
+
+def wide_table(n_rows=400, n_levels=300, seed=0):
+    rng = np.random.RandomState(seed)
+    level = rng.randint(n_levels, size=n_rows)
+    return pd.DataFrame(
+        {
+            "value": level / n_levels + 0.05 * rng.randn(n_rows),
+            "other": rng.randn(n_rows),
+            "tail": pd.Series([f"N{k:04d}" for k in level], dtype=object),
+        }
+    )
+
+
+def test_wide_label_columns_are_embedded_not_one_hot():
+    frame = wide_table()
+    n_levels = frame["tail"].nunique()
+    assert n_levels > WIDE_LEVELS
+    vae = VAETransformer(max_iter=3, warmup_epochs=0, **TINY).fit(frame)
+    reader = vae.module_.encoder.reader
+    dim = embedding_dim(n_levels)
+    assert [e.weight.shape for e in reader.embeddings] == [(n_levels, dim)]
+    assert vae.module_.encoder.net[0].in_features == 2 + dim  # not 2 + n_levels
+    block = vae.module_.likelihood.blocks[-1]
+    assert isinstance(block, CategoricalLikelihood) and block.n_params == dim
+    assert vae.module_.decoder.net[-1].out_features == 2 + dim
+    Z = vae.transform(frame)
+    assert np.isfinite(Z).all() and np.isfinite(vae.score_samples(frame)).all()
+    seen = set(frame["tail"])
+    assert set(vae.inverse_transform(Z)["tail"]) <= seen
+    assert set(vae.sample(50, random_state=0)["tail"]) <= seen
+    holey = frame.copy()
+    holey.loc[:9, "tail"] = None
+    filled = vae.impute(holey)
+    assert filled["tail"].notna().all() and set(filled["tail"]) <= seen
+    restored = pickle.loads(pickle.dumps(vae))
+    np.testing.assert_array_equal(restored.transform(frame), Z)
+
+
+def test_wide_columns_learn_their_levels():
+    # "value" is determined by the level: a trained model predicts it from the
+    # level far better than an untrained one, so the embedding carries it.
+    frame = wide_table(n_rows=2000, n_levels=100)
+    holey = frame.assign(value=np.nan)
+    untrained = VAETransformer(max_iter=1, warmup_epochs=0, **TINY).fit(frame)
+    trained = VAETransformer(max_iter=60, warmup_epochs=0, **TINY).fit(frame)
+
+    def error(vae):
+        guess = vae.impute(holey)["value"].to_numpy()
+        return np.mean((guess - frame["value"].to_numpy()) ** 2)
+
+    assert error(trained) < 0.5 * error(untrained)
+
+
+def test_unseen_label_message_stays_short_for_wide_columns():
+    frame = wide_table()
+    vae = VAETransformer(max_iter=1, warmup_epochs=0, **TINY).fit(frame)
+    new = frame.iloc[:2].copy()
+    new.loc[new.index[0], "tail"] = "unknown"
+    with pytest.raises(ValueError, match="not seen during fit") as error:
+        vae.transform(new)
+    assert "more)" in str(error.value) and len(str(error.value)) < 600
