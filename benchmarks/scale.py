@@ -290,9 +290,9 @@ def main(argv=None):
         return None
 
     print(
-        "| table | method | plan (batch x epochs) | fit s | rows/s | peak RSS beyond "
-        "input MiB | input MiB | held-out MSE (floor 0.01) | 5-NN | log-lik | "
-        "impute MSE / mean's | finite |"
+        "| table | method | plan (batch x epochs) | fit s | rows / fit s | "
+        "peak RSS beyond input MiB | input MiB | held-out MSE (floor 0.01) | "
+        "5-NN | log-lik | impute MSE / mean's | finite |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = []

@@ -106,13 +106,21 @@ def encode_rows(schema, X, device, handle_unknown="error"):
     """
     device = torch.device(device)
     if device.type != "cpu" and _standardises_on_the_fly(schema, X):
-        return _Standardiser(schema, device)(torch.from_numpy(np.asarray(X)))
+        return _Standardiser(schema, device)(torch.from_numpy(_shareable(X)))
     encoded = schema.encode(X, handle_unknown)
     observed = encoded.observed
     return ModelData(
         torch.from_numpy(encoded.targets),  # shares the float32 buffer
         None if observed is None else torch.from_numpy(observed),
     ).to(device)
+
+
+def _shareable(X):
+    """``X`` itself where torch can share its memory (any non-negative strides:
+    a DataFrame's values are often column-major), else a contiguous copy."""
+    if all(stride >= 0 for stride in X.strides):
+        return X
+    return np.ascontiguousarray(X)
 
 
 class _Standardiser:
@@ -200,7 +208,7 @@ class StandardisedRows(TrainingRows):
     def __init__(self, schema, X, device):
         device = torch.device(device)
         self.device = device
-        raw = torch.from_numpy(np.ascontiguousarray(X))
+        raw = torch.from_numpy(_shareable(X))
         self.resident = device.type == "cpu" or _fits_on(device, raw.nbytes)
         self.raw = raw.to(device) if self.resident else raw
         # Rows of a table with no holes at fit cannot have any: skip the mask.
@@ -248,7 +256,7 @@ def inference_batch_rows(model, device, n_draws=1):
         if isinstance(layer, torch.nn.Linear)
     ]
     likelihood = model.likelihood
-    n_values = sum(getattr(likelihood, "_n_values", [likelihood.n_params]))
+    n_values = getattr(likelihood, "n_values", likelihood.n_params)
     per_row = 4 * n_draws * (2 * max(widths, default=1) + n_values)
     budget = INFERENCE_BYTES.get(torch.device(device).type, INFERENCE_BYTES["cpu"])
     return int(max(1, min(2**20, budget // per_row)))

@@ -570,10 +570,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             plan.warmup_epochs = plan_budget(n_rows, self.batch_size).warmup_epochs
         epochs_before = self.n_iter_ if self._continues_training(incremental) else 0
         if not incremental and plan.warmup_epochs >= epochs_before + plan.max_epochs:
+            planned = "" if self.max_iter != "auto" else " (planned for these rows)"
             warnings.warn(
-                f"warmup_epochs={self.warmup_epochs} >= max_iter={self.max_iter}: the "
-                "KL weight never reaches beta, so training never optimises the ELBO "
-                "itself. Lower warmup_epochs or raise max_iter.",
+                f"warmup_epochs={plan.warmup_epochs:g} >= max_iter="
+                f"{plan.max_epochs}{planned}: the KL weight never reaches beta, so "
+                "training never optimises the ELBO itself. Lower warmup_epochs or "
+                "raise max_iter.",
                 UserWarning,
                 stacklevel=6,
             )

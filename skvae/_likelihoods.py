@@ -244,6 +244,11 @@ class TableLikelihood(nn.Module):
         """Number of decoder outputs this likelihood consumes."""
         return self.n_features
 
+    @property
+    def n_values(self):
+        """Entries of the mean's layout (every level of a categorical column)."""
+        return sum(self._n_values)
+
     def _split(self, tensor, sizes):
         # One split rather than a slice per block: its backward is one
         # concatenation, where slices would each fill a zero tensor.

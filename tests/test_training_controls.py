@@ -153,6 +153,10 @@ def test_patience_starts_after_warm_up(X_small):
 def test_warning_when_warm_up_outlasts_training(X_small):
     with pytest.warns(UserWarning, match="warmup_epochs=30 >= max_iter=10"):
         quiet_fit(make(warmup_epochs=30, max_iter=10), X_small)
+    # Against an automatic budget the warning names the planned epochs.
+    planned = r"warmup_epochs=200 >= max_iter=150 \(planned for these rows\)"
+    with pytest.warns(UserWarning, match=planned):
+        quiet_fit(make(warmup_epochs=200, max_iter="auto"), X_small[:40])
 
 
 # ------------------------------------------------------ warm_start, partial_fit
