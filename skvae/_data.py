@@ -10,6 +10,7 @@ no method ever holds the whole table in the model's layout.
 Torch, numpy and the schema; nothing here knows about scikit-learn or training.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ def encode_rows(schema, X, device, handle_unknown="error"):
     """
     device = torch.device(device)
     if device.type != "cpu" and _standardises_on_the_fly(schema, X):
-        return _Standardiser(schema, device)(torch.from_numpy(_shareable(X)))
+        return _Standardiser(schema, device)(_shareable(X))
     encoded = schema.encode(X, handle_unknown)
     observed = encoded.observed
     return ModelData(
@@ -118,11 +119,25 @@ def encode_rows(schema, X, device, handle_unknown="error"):
 
 
 def _shareable(X):
-    """``X`` itself where torch can share its memory (any non-negative strides:
-    a DataFrame's values are often column-major), else a contiguous copy."""
-    if all(stride >= 0 for stride in X.strides):
-        return X
-    return np.ascontiguousarray(X)
+    """``X`` as a tensor sharing its memory where torch can (any non-negative
+    strides: a DataFrame's values are often column-major), else a contiguous copy."""
+    if not all(stride >= 0 for stride in X.strides):
+        X = np.ascontiguousarray(X)
+    with warnings.catch_warnings():
+        # A read-only array (np.load(mmap_mode="r")) is shared all the same: the
+        # tensor is only ever read.
+        warnings.filterwarnings(
+            "ignore", message=".*not writable", category=UserWarning
+        )
+        return torch.from_numpy(X)
+
+
+def _any_nan(X, chunk_rows=8192):
+    """True when the float array ``X`` holds a NaN, checked a chunk at a time."""
+    return any(
+        np.isnan(X[start : start + chunk_rows]).any()
+        for start in range(0, X.shape[0], chunk_rows)
+    )
 
 
 class _Standardiser:
@@ -169,7 +184,7 @@ class TrainingRows:
     def __init__(self, data, device):
         device = torch.device(device)
         self.device = device
-        self.resident = device.type == "cpu" or _fits_on(device, data.nbytes)
+        self.resident = _fits_on(device, data.nbytes)
         self.data = data.to(device) if self.resident else data
 
     @classmethod
@@ -187,11 +202,15 @@ class TrainingRows:
     def __len__(self):
         return len(self.data)
 
+    @property
+    def storage_device(self):
+        """Where the rows are kept: ``batch`` takes row indices there."""
+        return self.data.device
+
     def batch(self, rows):
-        """The rows at positions ``rows`` (an index tensor), on the device."""
-        if self.resident:
-            return self.data[rows]
-        return self.data[rows.cpu()].to(self.device)
+        """The rows at positions ``rows`` (an index tensor on ``storage_device``),
+        on the model's device."""
+        return self.data[rows].to(self.device)
 
     def all(self):
         """Every row, on the device (for small validation splits)."""
@@ -210,18 +229,23 @@ class StandardisedRows(TrainingRows):
     def __init__(self, schema, X, device):
         device = torch.device(device)
         self.device = device
-        raw = torch.from_numpy(_shareable(X))
-        self.resident = device.type == "cpu" or _fits_on(device, raw.nbytes)
+        raw = _shareable(X)
+        self.resident = _fits_on(device, raw.nbytes)
         self.raw = raw.to(device) if self.resident else raw
-        # Rows of a table with no holes at fit cannot have any: skip the mask.
-        self._standardise = _Standardiser(schema, device, schema.mask_inputs)
+        # Without holes (checked once, on the host) no batch needs a mask. The
+        # schema cannot tell: a later partial_fit chunk may have holes its first
+        # chunk had not.
+        self._standardise = _Standardiser(schema, device, _any_nan(X))
         self._standardise_any = _Standardiser(schema, device)
 
     def __len__(self):
         return self.raw.shape[0]
 
+    @property
+    def storage_device(self):
+        return self.raw.device
+
     def batch(self, rows):
-        rows = rows if self.resident else rows.cpu()
         return self._standardise(self.raw[rows])
 
     def all(self):
@@ -238,6 +262,7 @@ def as_training_rows(x, device=None):
 
 
 def _fits_on(device, nbytes):
+    """Whether ``nbytes`` of rows may stay on ``device`` (host memory: always)."""
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)

@@ -499,6 +499,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         plan = self._plan(X.shape[0], incremental)
         if not continuing:
             self._initialize(X, rng, columns, dtypes, incremental)
+            self._chunk_warmup_epochs = plan.warmup_epochs if incremental else None
         device = self._model_device()
         config = TrainingConfig(
             batch_size=plan.batch_size,
@@ -564,11 +565,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             1 if incremental else self.max_iter,
             self.warmup_epochs,
         )
+        continuing = self._continues_training(incremental)
         if incremental and self.warmup_epochs == "auto":
             # Over partial_fit calls the warm-up counts on across chunks: it is
-            # what a fit on a chunk of this size would plan.
-            plan.warmup_epochs = plan_budget(n_rows, self.batch_size).warmup_epochs
-        epochs_before = self.n_iter_ if self._continues_training(incremental) else 0
+            # what a fit on the first chunk's size would plan, kept for the later
+            # chunks so that the KL weight only ever grows.
+            first = self.__dict__.get("_chunk_warmup_epochs") if continuing else None
+            if first is None:
+                first = plan_budget(n_rows, self.batch_size).warmup_epochs
+            plan.warmup_epochs = first
+        epochs_before = self.n_iter_ if continuing else 0
         if not incremental and plan.warmup_epochs >= epochs_before + plan.max_epochs:
             planned = "" if self.max_iter != "auto" else " (planned for these rows)"
             warnings.warn(
@@ -702,6 +708,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     _FITTED_PRIVATE = (
         "_n_features_out",
+        "_chunk_warmup_epochs",
         "_train_seed",
         "_architecture",
         "_numpy_encoder_cache",

@@ -130,9 +130,19 @@ class TableReader(nn.Module):
             torch.tensor(np.cumsum([0, *narrow[:-1]]), dtype=torch.long),
         )
         self.narrow_width = int(sum(narrow))
-        self.narrow_columns = [
-            self.n_numeric + c for c, n in enumerate(layout.levels) if n <= WIDE_LEVELS
-        ]
+        # An index tensor (a buffer, so it moves with the module): a Python list
+        # would be copied to the device on every forward pass.
+        self.register_buffer(
+            "narrow_columns",
+            torch.tensor(
+                [
+                    self.n_numeric + c
+                    for c, n in enumerate(layout.levels)
+                    if n <= WIDE_LEVELS
+                ],
+                dtype=torch.long,
+            ),
+        )
         self.wide_columns = [
             self.n_numeric + c for c, n in enumerate(layout.levels) if n > WIDE_LEVELS
         ]
@@ -176,11 +186,11 @@ class TableReader(nn.Module):
         parts = [numeric]
         if self.narrow_width:
             columns = self.narrow_columns
-            codes = x[:, columns].long() + self.narrow_offsets
+            codes = x.index_select(1, columns).long() + self.narrow_offsets
             seen = (
-                torch.ones_like(x[:, columns])
+                torch.ones_like(codes, dtype=x.dtype)
                 if observed is None
-                else observed[:, columns]
+                else observed.index_select(1, columns)
             )
             one_hot = x.new_zeros((x.shape[0], self.narrow_width))
             parts.append(one_hot.scatter_(1, codes, seen))

@@ -474,6 +474,9 @@ class TableSchema:
         ]
         self._all_gaussian = not self._not_gaussian
         self._numeric = all(spec.family == "number" for spec in self.columns)
+        # Columns read as levels (an array's categorical columns too): they are
+        # looked up one by one, never standardised as numbers.
+        self._labelled = any(spec.labelled for spec in self.columns)
         self._identity_order = self.order == list(range(len(self.columns)))
         self._mean = np.array(
             [s.mean if g else 0.0 for s, g in zip(self.columns, gaussian, strict=True)]
@@ -596,7 +599,7 @@ class TableSchema:
 
     def encode(self, X, handle_unknown="error"):
         """``Encoded`` arrays of the table ``X`` (same columns as at fit)."""
-        if isinstance(X, np.ndarray):
+        if isinstance(X, np.ndarray) and not self._labelled:
             return self._encode_numeric(X)
         self.check_columns(X)
         frame = _as_frame(X)

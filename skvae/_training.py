@@ -299,6 +299,9 @@ def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
     n_batches = math.ceil(n_rows / config.batch_size)
     device = generator.device
     order = torch.randperm(n_rows, generator=generator, device=device)
+    # Rows kept in host memory are gathered there: move the order once an epoch,
+    # not each batch's indices each step (a device sync on a GPU).
+    order = order.to(X.storage_device)
     # One draw of noise per row for the whole epoch: one call instead of one a batch.
     noise = torch.randn(
         (1, n_rows, model.n_components), generator=generator, device=device

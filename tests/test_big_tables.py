@@ -158,15 +158,60 @@ def test_standardised_rows_share_the_array_and_match_the_schema(dtype):
     np.testing.assert_array_equal(picked.targets.numpy(), expected.targets[[5, 0, 3]])
 
 
-def test_rows_held_on_the_host_give_the_same_batches(table_frame):
-    schema = build_schema(table_frame)
-    resident = data.TrainingRows.from_table(schema, table_frame, "cpu")
-    streamed = data.TrainingRows.from_table(schema, table_frame, "cpu")
-    streamed.resident = False  # as when a GPU lacks room: gathered, then moved
-    rows = torch.tensor([7, 1, 30])
-    a, b = resident.batch(rows), streamed.batch(rows)
-    np.testing.assert_array_equal(a.targets.numpy(), b.targets.numpy())
-    np.testing.assert_array_equal(a.observed.numpy(), b.observed.numpy())
+@pytest.mark.parametrize("kind", ["array", "frame"])
+def test_rows_held_on_the_host_train_exactly_as_resident_ones(
+    X_small, table_frame, kind, monkeypatch
+):
+    # As when a GPU lacks room: rows stay in host memory, gathered there and
+    # moved a batch at a time. The same fit, bit for bit.
+    X = X_small if kind == "array" else table_frame
+    params = dict(max_iter=3, warmup_epochs=0, batch_size=32, **TINY)
+    resident = VAETransformer(**params).fit(X)
+    monkeypatch.setattr(data, "_fits_on", lambda device, nbytes: False)
+    streamed = VAETransformer(**params).fit(X)
+    rows = data.TrainingRows.from_table(streamed.schema_, X, "cpu")
+    assert not rows.resident
+    np.testing.assert_array_equal(streamed.loss_curve_, resident.loss_curve_)
+    np.testing.assert_array_equal(streamed.transform(X), resident.transform(X))
+
+
+def test_a_chunk_with_holes_after_a_clean_one_trains(X_small):
+    # The schema of a clean first chunk says "no holes"; the next chunk's holes
+    # must still be read as missing, not fed to the networks as NaN.
+    vae = VAETransformer(warmup_epochs=0, **TINY).partial_fit(X_small[:150])
+    holey = X_small[150:].copy()
+    holey[::3, 1] = np.nan
+    vae.partial_fit(holey)
+    assert vae.n_iter_ == 2 and np.isfinite(vae.loss_curve_).all()
+    assert np.isfinite(vae.transform(holey)).all()
+
+
+def test_arrays_with_categorical_columns_are_read_as_levels():
+    rng = np.random.RandomState(0)
+    levels = np.array([2.0, 5.0, 7.0])
+    X = np.column_stack([rng.randn(90), levels[rng.randint(3, size=90)]])
+    vae = VAETransformer(
+        likelihood={1: "categorical"}, max_iter=5, warmup_epochs=0, **TINY
+    ).fit(X)
+    assert vae.schema_.to_frame()["categories"].iloc[1] == [2.0, 5.0, 7.0]
+    assert np.isfinite(vae.transform(X)).all()
+    assert set(vae.sample(40, random_state=0)[:, 1]) <= {2.0, 5.0, 7.0}
+    holey = X.copy()
+    holey[:5, 1] = np.nan
+    assert set(vae.impute(holey)[:5, 1]) <= {2.0, 5.0, 7.0}
+    unseen = X[:2].copy()
+    unseen[0, 1] = 3.0
+    with pytest.raises(ValueError, match="not seen during fit"):
+        vae.transform(unseen)
+
+
+def test_auto_warm_up_of_chunks_keeps_the_first_chunks_plan(X_small):
+    big = np.vstack([X_small] * 10)  # 3,000 rows: a fit would warm up 8 epochs
+    vae = VAETransformer(**TINY).partial_fit(big)
+    vae.partial_fit(X_small[:100])  # alone, 100 rows would warm up 10 epochs
+    vae.partial_fit(big)
+    weights = [record["kl_weight"] for record in vae.history_]
+    assert weights == pytest.approx([1 / 8, 2 / 8, 3 / 8])
 
 
 def test_map_batches_gathers_results_in_order():
