@@ -132,12 +132,16 @@ def _shareable(X):
         return torch.from_numpy(X)
 
 
-def _any_nan(X, chunk_rows=8192):
-    """True when the float array ``X`` holds a NaN, checked a chunk at a time."""
-    return any(
-        np.isnan(X[start : start + chunk_rows]).any()
-        for start in range(0, X.shape[0], chunk_rows)
-    )
+def _any_nan(X, rows=None, chunk_rows=8192):
+    """True when the float array ``X`` (its ``rows``) holds a NaN, checked a
+    chunk at a time."""
+    n_rows = X.shape[0] if rows is None else len(rows)
+    for start in range(0, n_rows, chunk_rows):
+        stop = start + chunk_rows
+        chunk = X[start:stop] if rows is None else X[rows[start:stop]]
+        if np.isnan(chunk).any():
+            return True
+    return False
 
 
 class _Standardiser:
@@ -188,15 +192,18 @@ class TrainingRows:
         self.data = data.to(device) if self.resident else data
 
     @classmethod
-    def from_table(cls, schema, X, device, handle_unknown="error"):
-        """The training rows of the caller's table ``X``.
+    def from_table(cls, schema, X, device, handle_unknown="error", rows=None):
+        """The training rows of the caller's table ``X`` (its ``rows``, an index
+        array; None: all).
 
         A float array of Gaussian columns is not copied at all: the rows are
         standardised a batch at a time as training draws them
         (``StandardisedRows``), so a fit holds no second copy of the table.
         """
         if _standardises_on_the_fly(schema, X):
-            return StandardisedRows(schema, X, device)
+            return StandardisedRows(schema, X, device, rows)
+        if rows is not None:
+            X = take_rows(X, rows)
         return cls(encode_rows(schema, X, "cpu", handle_unknown), device)
 
     def __len__(self):
@@ -226,31 +233,37 @@ class StandardisedRows(TrainingRows):
     nothing beside the networks, and saves the one-off pass and the copy.
     """
 
-    def __init__(self, schema, X, device):
+    def __init__(self, schema, X, device, rows=None):
         device = torch.device(device)
         self.device = device
         raw = _shareable(X)
         self.resident = _fits_on(device, raw.nbytes)
         self.raw = raw.to(device) if self.resident else raw
+        # The rows trained on, as positions in the array (early stopping holds
+        # some out); None: all of them, in order.
+        self.rows = None if rows is None else torch.as_tensor(rows).to(self.raw.device)
         # Without holes (checked once, on the host) no batch needs a mask. The
         # schema cannot tell: a later partial_fit chunk may have holes its first
         # chunk had not.
-        self._standardise = _Standardiser(schema, device, _any_nan(X))
+        self._standardise = _Standardiser(schema, device, _any_nan(X, rows))
         self._standardise_any = _Standardiser(schema, device)
 
     def __len__(self):
-        return self.raw.shape[0]
+        return self.raw.shape[0] if self.rows is None else len(self.rows)
 
     @property
     def storage_device(self):
         return self.raw.device
 
     def batch(self, rows):
+        rows = rows if self.rows is None else self.rows[rows]
         return self._standardise(self.raw[rows])
 
     def all(self):
         # Validation rows were not seen by the statistics: they may have holes.
-        return self._standardise_any(self.raw)
+        return self._standardise_any(
+            self.raw if self.rows is None else self.raw[self.rows]
+        )
 
 
 def as_training_rows(x, device=None):

@@ -494,11 +494,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X = self._validate_X(X, reset=not continuing)
         early_stopping = self.early_stopping and not incremental
         rng = _seed_source(self.random_state)
+        # Positions of the training and validation rows (None: every row trains):
+        # the data layer reads them from X itself, so a float array is not copied.
+        train_rows = val_rows = None
         if early_stopping:
-            X, X_val = self._split_validation(X, rng)
-        plan = self._plan(X.shape[0], incremental)
+            train_rows, val_rows = self._split_validation(X.shape[0], rng)
+        n_train = X.shape[0] if train_rows is None else len(train_rows)
+        plan = self._plan(n_train, incremental)
         if not continuing:
-            self._initialize(X, rng, columns, dtypes, incremental)
+            self._initialize(X, rng, columns, dtypes, incremental, train_rows)
             self._chunk_warmup_epochs = plan.warmup_epochs if incremental else None
         device = self._model_device()
         config = TrainingConfig(
@@ -518,7 +522,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.verbose:
             log_det = self.schema_.mean_log_jacobian()
             progress = ProgressBar(plan, self.n_iter_, offset=log_det)
-        rows = TrainingRows.from_table(self.schema_, X, device, self.handle_unknown)
+        rows = TrainingRows.from_table(
+            self.schema_, X, device, self.handle_unknown, rows=train_rows
+        )
         try:
             history = train(
                 self.module_,
@@ -529,7 +535,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 # A rare label that fell only into the validation rows was passed
                 # to fit all the same: there it counts as missing, not as an error.
                 X_val=(
-                    TrainingRows.from_table(self.schema_, X_val, device, "missing")
+                    TrainingRows.from_table(
+                        self.schema_, X, device, "missing", rows=val_rows
+                    )
                     if early_stopping
                     else None
                 ),
@@ -587,25 +595,27 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         return plan
 
-    def _split_validation(self, X, rng):
-        n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
-        if n_val < 1 or X.shape[0] - n_val < 1:
+    def _split_validation(self, n_rows, rng):
+        """Positions of the training rows and of the held-out validation rows."""
+        n_val = int(np.ceil(self.validation_fraction * n_rows))
+        if n_val < 1 or n_rows - n_val < 1:
             raise ValueError(
                 "early_stopping=True needs at least one training and one validation "
-                f"row, but X has {X.shape[0]} rows and validation_fraction="
+                f"row, but X has {n_rows} rows and validation_fraction="
                 f"{self.validation_fraction}. Pass more rows or set "
                 "early_stopping=False."
             )
-        order = rng.permutation(X.shape[0])
-        return take_rows(X, order[n_val:]), take_rows(X, order[:n_val])
+        order = rng.permutation(n_rows)
+        return order[n_val:], order[:n_val]
 
-    def _initialize(self, X, rng, columns, dtypes, incremental):
-        """Build the model, optimiser and standardisation from the training rows."""
+    def _initialize(self, X, rng, columns, dtypes, incremental, rows=None):
+        """Build the model, optimiser and standardisation from the training rows
+        (the ``rows`` of `X`; None: all of them)."""
         hidden_layer_sizes = self._check_hidden_layer_sizes()
         device = _resolve_device(self.device)
         init_seed, train_seed = rng.randint(_MAX_SEED, size=2)
         schema = build_schema(
-            X, self.likelihood, columns, dtypes, constants=not incremental
+            X, self.likelihood, columns, dtypes, constants=not incremental, rows=rows
         )
         self.schema_ = schema
         self.mean_, self.scale_ = schema.mean, schema.scale

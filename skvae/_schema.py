@@ -256,7 +256,9 @@ def _as_frame(X):
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, copy=False)
 
 
-def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True):
+def build_schema(
+    X, likelihood="auto", columns=None, dtypes=None, constants=True, rows=None
+):
     """The ``TableSchema`` of the training table ``X``.
 
     Parameters
@@ -273,18 +275,22 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True
         Decode columns that are constant in ``X`` as that constant. False when
         ``X`` is only the first chunk of the data (``partial_fit``), which may not
         show a column's spread.
+    rows : ndarray of int, default=None
+        Positions of the rows to describe (None: all); a float array's
+        statistics read them in place.
     """
     if isinstance(X, pd.DataFrame):
         columns, dtypes = list(X.columns), list(X.dtypes)
     is_frame = columns is not None
     names = list(columns) if is_frame else list(range(X.shape[1]))
     overrides = _overrides(likelihood, names, is_frame)
-    if isinstance(X, pd.DataFrame):
-        frame = X
-    elif all(kind in (None, "gaussian") for kind in overrides.values()):
-        return _numeric_schema(X, names, dtypes, is_frame, constants)
-    else:
-        frame = _as_frame(X)
+    if not isinstance(X, pd.DataFrame) and all(
+        kind in (None, "gaussian") for kind in overrides.values()
+    ):
+        return _numeric_schema(X, names, dtypes, is_frame, constants, rows)
+    if rows is not None:
+        X = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+    frame = _as_frame(X)
     specs = [
         _column_spec(name, frame.iloc[:, j], overrides.get(name))
         for j, name in enumerate(names)
@@ -296,9 +302,9 @@ def build_schema(X, likelihood="auto", columns=None, dtypes=None, constants=True
     return TableSchema(specs, is_frame=is_frame)
 
 
-def _numeric_schema(X, names, dtypes, is_frame, constants=True):
-    """All-Gaussian schema of a float array, from one chunked pass over it."""
-    stats = _column_stats(X)
+def _numeric_schema(X, names, dtypes, is_frame, constants=True, rows=None):
+    """All-Gaussian schema of a float array (its ``rows``), from one chunked pass."""
+    stats = _column_stats(X, rows)
     if (stats.n_observed == 0).any():
         name = names[int(np.flatnonzero(stats.n_observed == 0)[0])]
         raise SchemaError(
@@ -307,7 +313,7 @@ def _numeric_schema(X, names, dtypes, is_frame, constants=True):
             "observed."
         )
     mean, scale = _floor_scale(stats.mean, stats.std)
-    rates = 1.0 - stats.n_observed / max(X.shape[0], 1)
+    rates = 1.0 - stats.n_observed / max(X.shape[0] if rows is None else len(rows), 1)
     dtypes = dtypes or [X.dtype] * X.shape[1]
     constant = stats.constant & constants
     specs = [
@@ -327,22 +333,22 @@ class _ColumnStats:
     constant: np.ndarray
 
 
-def _column_stats(X):
+def _column_stats(X, rows=None):
     """Per-column mean, standard deviation, observed count and constancy of a
-    float array, NaN ignored, in one pass of chunks.
+    float array (of its ``rows``, None: all), NaN ignored, in one pass of chunks.
 
     Deviations from a shift (each column's first observed value) are summed in
     float64, a chunk at a time: with the shift inside the data there is no
     cancellation, no float64 copy of the whole table is made, and a column is
     constant exactly when every deviation is zero.
     """
-    shift = _first_observed(X)
+    shift = _first_observed(X, rows)
     n_columns = X.shape[1]
     total = np.zeros(n_columns)
     total_sq = np.zeros(n_columns)
     count = np.zeros(n_columns)
-    for start in range(0, X.shape[0], _CHUNK_ROWS):
-        deviations = X[start : start + _CHUNK_ROWS].astype(np.float64)
+    for chunk in _row_chunks(X, rows):
+        deviations = chunk.astype(np.float64)
         deviations -= shift
         sums = deviations.sum(axis=0)
         if np.isnan(sums).any():  # holes: only then pay for a mask
@@ -365,14 +371,22 @@ def _column_stats(X):
     )
 
 
-def _first_observed(X):
+def _row_chunks(X, rows=None):
+    """Consecutive chunks of ``X``'s rows (of its ``rows``, in their order)."""
+    n_rows = X.shape[0] if rows is None else len(rows)
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        stop = start + _CHUNK_ROWS
+        yield X[start:stop] if rows is None else X[rows[start:stop]]
+
+
+def _first_observed(X, rows=None):
     """Each column's first non-NaN value (0 for a column with none), float64."""
-    first = X[:_CHUNK_ROWS].astype(np.float64)
+    first = next(_row_chunks(X, rows), X[:0]).astype(np.float64)
     seen = ~np.isnan(first)
     has = seen.any(axis=0)
     shift = np.where(has, first[seen.argmax(axis=0), np.arange(X.shape[1])], 0.0)
     for j in np.flatnonzero(~has):  # holes all through the first chunk: rare
-        column = X[:, j]
+        column = X[:, j] if rows is None else X[rows, j]
         observed = np.flatnonzero(~np.isnan(column))
         if observed.size:
             shift[j] = float(column[observed[0]])

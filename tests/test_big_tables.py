@@ -346,3 +346,27 @@ def test_unseen_label_message_stays_short_for_wide_columns():
     with pytest.raises(ValueError, match="not seen during fit") as error:
         vae.transform(new)
     assert "more)" in str(error.value) and len(str(error.value)) < 600
+
+
+def test_early_stopping_reads_both_parts_from_the_array_itself(X_small, monkeypatch):
+    made = []
+    from_table = data.TrainingRows.from_table.__func__
+
+    def spy(cls, *args, **kwargs):
+        made.append(from_table(cls, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(data.TrainingRows, "from_table", classmethod(spy))
+    X = X_small.astype(np.float32)
+    vae = VAETransformer(early_stopping=True, max_iter=3, warmup_epochs=0, **TINY)
+    vae.fit(X)
+    train, validation = made
+    for rows in made:  # no copy of the table, only positions in it
+        assert isinstance(rows, data.StandardisedRows)
+        assert np.shares_memory(rows.raw.numpy(), X)
+    assert (len(train), len(validation)) == (270, 30)
+    positions = np.concatenate([train.rows.numpy(), validation.rows.numpy()])
+    np.testing.assert_array_equal(np.sort(positions), np.arange(300))
+    # The standardisation comes from the training part only.
+    training_part = X[train.rows.numpy()].astype(np.float64)
+    np.testing.assert_allclose(vae.mean_, training_part.mean(axis=0), rtol=1e-9)
