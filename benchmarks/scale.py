@@ -29,7 +29,9 @@ the training rows); for tables of a million rows or more.
 
     python benchmarks/scale.py [--tables manifold:1000x50 ... flights]
         [--methods skvae legacy hand pca umap setup] [--legacy-max-rows 100000]
-        [--umap-max-rows 100000]
+        [--umap-max-rows 100000] [--vae-params '{"hidden_layer_sizes": [256, 128]}']
+
+``--vae-params`` (JSON) adds VAETransformer parameters to the skvae rows.
 """
 
 import argparse
@@ -132,7 +134,7 @@ def digits():
     return scaler.transform(X_train), y_train, scaler.transform(X_test), y_test
 
 
-def run_numeric(method, table):
+def run_numeric(method, table, vae_params):
     import numpy as np
     import torch
     from sklearn.decomposition import PCA
@@ -153,7 +155,7 @@ def run_numeric(method, table):
     reset_peak()
     start = time.perf_counter()
     if method in ("skvae", "legacy"):
-        params = LEGACY if method == "legacy" else {}
+        params = LEGACY if method == "legacy" else vae_params
         model = VAETransformer(random_state=0, **params).fit(X)
         result["plan"] = model.training_plan_
         result["epochs"] = model.n_iter_
@@ -192,7 +194,7 @@ def run_numeric(method, table):
     return result
 
 
-def run_real(method, name):
+def run_real(method, name, vae_params):
     import numpy as np
     import pandas as pd
 
@@ -205,7 +207,7 @@ def run_real(method, name):
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
-    params = LEGACY if method == "legacy" else {}
+    params = LEGACY if method == "legacy" else vae_params
     # Held-out rows hold tail numbers never seen in training: read them as missing.
     vae = VAETransformer(random_state=0, handle_unknown="missing", **params)
     vae.fit(train)
@@ -252,13 +254,13 @@ def warm_up(method, X):
             umap.UMAP(n_components=2, n_epochs=2).fit(X)
 
 
-def child(table, method):
+def child(table, method, vae_params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if table.startswith("manifold:") or table == "digits":
-            result = run_numeric(method, table)
+            result = run_numeric(method, table, vae_params)
         else:
-            result = run_real(method, table)
+            result = run_real(method, table, vae_params)
     print(json.dumps(result))
 
 
@@ -297,10 +299,11 @@ def main(argv=None):
     )
     parser.add_argument("--legacy-max-rows", type=int, default=100_000)
     parser.add_argument("--umap-max-rows", type=int, default=100_000)
+    parser.add_argument("--vae-params", type=json.loads, default={})
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        child(*args.child)
+        child(*args.child, args.vae_params)
         return None
 
     print(
@@ -315,6 +318,7 @@ def main(argv=None):
             if not wanted(table, method, args):
                 continue
             command = [sys.executable, __file__, "--child", table, method]
+            command += ["--vae-params", json.dumps(args.vae_params)]
             out = subprocess.run(
                 command, capture_output=True, text=True, check=True
             ).stdout
