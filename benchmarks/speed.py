@@ -48,7 +48,7 @@ def mlp(sizes):
 
 
 def permuted_batches(X, batch_size):
-    order = torch.randperm(len(X))
+    order = torch.randperm(len(X), device=X.device)
     for i in range(0, len(X), batch_size):
         yield X[order[i : i + batch_size]]
 
@@ -68,9 +68,9 @@ def hand_written_fit(X, n_components, epochs, batch_size, batches=permuted_batch
     """
     torch.manual_seed(0)
     n_features = X.shape[1]
-    encoder = mlp([n_features, *HIDDEN, 2 * n_components])
-    decoder = mlp([n_components, *reversed(HIDDEN), n_features])
-    raw_variance = nn.Parameter(torch.full((n_features,), 0.5413))
+    encoder = mlp([n_features, *HIDDEN, 2 * n_components]).to(X.device)
+    decoder = mlp([n_components, *reversed(HIDDEN), n_features]).to(X.device)
+    raw_variance = nn.Parameter(torch.full((n_features,), 0.5413, device=X.device))
     params = [*encoder.parameters(), *decoder.parameters(), raw_variance]
     optimizer = torch.optim.Adam(params, lr=DEFAULTS["learning_rate_init"], fused=True)
     start = time.perf_counter()
@@ -85,6 +85,8 @@ def hand_written_fit(X, n_components, epochs, batch_size, batches=permuted_batch
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    if X.is_cuda:  # the GPU's queue of steps, not just their launch
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / epochs, encoder
 
 

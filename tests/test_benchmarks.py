@@ -122,3 +122,13 @@ def test_scale_manifold_is_reproducible_with_fresh_held_out_rows():
     held_out, _ = scale.manifold(2000, 6, draw=1)
     assert not np.allclose(X, held_out)  # fresh rows for testing
     assert set(labels) == {0, 1, 2, 3}
+
+
+def test_gpu_check_runs_its_three_measurements(capsys):
+    # The script is made for a CUDA device; on the CPU it runs the same code.
+    results = load("gpu").main(["--rows", "600", "--features", "4", "--device", "cpu"])
+    assert results["fit_s"] > 0 and results["train_ratio"] > 0
+    assert results["transform_rows_per_s"] > 0 and results["mse"] > 0.01
+    out = capsys.readouterr().out
+    for row in ("| default fit", "| train rows/s at batch 1024", "| transform rows/s"):
+        assert row in out

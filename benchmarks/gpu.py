@@ -1,0 +1,134 @@
+"""GPU check: the big-tables targets on a CUDA device, in one short run.
+
+Three measurements on a float32 table of ``--rows`` x ``--features`` (the
+5-dimensional tanh manifold of ``scale.py``), each after a warm-up that pays
+one-off costs (CUDA context, kernels, torch's optimiser imports):
+
+1. a default ``VAETransformer().fit`` (the automatic budget) on the device:
+   time, plan, held-out MSE;
+2. training rate at ``--batch-size`` (1,024 by default): two epochs of
+   VAETransformer against two epochs of the hand-written loop of ``speed.py``
+   on a tensor already on the device (rows per second, and their ratio);
+3. ``transform`` of the whole float32 array from host memory, validation and
+   transfers included (rows per second, median of three).
+
+    python benchmarks/gpu.py                      # 1,000,000 x 100 on CUDA
+    python benchmarks/gpu.py --rows 2000 --features 8 --device cpu   # a smoke run
+
+The targets (issue "Big tables"): default fit of 1,000,000 x 100 under 20 s;
+at batch 1,024 at least 2x the hand-written loop's rows/s; transform at
+10,000,000 rows/s or more. Prints a markdown table.
+"""
+
+import argparse
+import importlib.util
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skvae import VAETransformer
+
+
+def load(name):
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(function, device):
+    synchronize(device)
+    start = time.perf_counter()
+    result = function()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("No CUDA device: run with --device cpu for a smoke run.")
+    scale, speed = load("scale"), load("speed")
+    X, _ = scale.manifold(args.rows, args.features)
+    X_test, _ = scale.manifold(min(args.rows, 20_000), args.features, draw=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = measure(args, X, X_test, speed)
+    fit_s, mse, plan, skvae_rate, hand_rate, transform_s = results
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"{args.rows:,} x {args.features} float32 on {name}")
+    print("| measure | skvae | hand-written | ratio | target |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| default fit (plan {plan['batch_size']} x {plan['max_iter']}), s "
+        f"| {fit_s:.1f} | | | under 20 s at 1,000,000 x 100 |"
+    )
+    print(f"| held-out MSE of the default fit (floor 0.01) | {mse:.4f} | | | |")
+    print(
+        f"| train rows/s at batch {args.batch_size} (2 epochs, whole fit) "
+        f"| {skvae_rate:,.0f} | {hand_rate:,.0f} | {skvae_rate / hand_rate:.2f}x "
+        "| 2x |"
+    )
+    print(
+        f"| transform rows/s (from host float32) | {args.rows / transform_s:,.0f} "
+        "| | | 10,000,000 |"
+    )
+    return {
+        "fit_s": fit_s,
+        "mse": mse,
+        "train_ratio": skvae_rate / hand_rate,
+        "transform_rows_per_s": args.rows / transform_s,
+    }
+
+
+def measure(args, X, X_test, speed):
+    device = args.device
+    VAETransformer(max_iter=1, device=device).fit(X[:2000])  # warm-up
+
+    fit_s, vae = timed(
+        lambda: VAETransformer(device=device, random_state=0).fit(X), device
+    )
+    mse = float(np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2))
+    plan = vae.training_plan_
+
+    def skvae_epochs():
+        return VAETransformer(
+            device=device,
+            batch_size=args.batch_size,
+            max_iter=2,
+            warmup_epochs=0,
+            n_iter_no_change=3,
+            random_state=0,
+        ).fit(X)
+
+    skvae_s, _ = timed(skvae_epochs, device)
+    tensor = torch.from_numpy((X - X.mean(0)) / X.std(0)).to(device)
+    speed.hand_written_fit(tensor[:2000], 2, 1, args.batch_size)  # warm-up
+    hand_epoch_s, _ = speed.hand_written_fit(tensor, 2, 2, args.batch_size)
+    skvae_rate = 2 * args.rows / skvae_s
+    hand_rate = args.rows / hand_epoch_s
+
+    vae.transform(X[:1000])
+    transform_s = statistics.median(
+        timed(lambda: vae.transform(X), device)[0] for _ in range(3)
+    )
+    return fit_s, mse, plan, skvae_rate, hand_rate, transform_s
+
+
+if __name__ == "__main__":
+    main()
