@@ -19,7 +19,7 @@ level's index for categorical columns.
 """
 
 from dataclasses import dataclass, field
-from numbers import Complex, Number
+from numbers import Complex, Number, Real
 
 import numpy as np
 import pandas as pd
@@ -92,21 +92,30 @@ def _family(column):
         values = column.dropna()
         if not len(values) or not is_object_dtype(dtype):
             return "label"
-        if values.map(type).isin([bool, np.bool_]).all():
+        # Decided by the entries' types, collected in one pass at C speed: a
+        # Python test per entry cost seconds on a column of 300,000 labels.
+        types = set(map(type, values.to_numpy()))
+        if types <= {bool, np.bool_}:
             return "bool"  # a boolean column with holes arrives as object
-        numbers = values.map(
-            # Number takes Decimal too; Complex (that is not real) and bool do not
-            # count.
-            lambda v: (
-                isinstance(v, Number)
-                and not isinstance(v, bool | np.bool_)
-                and not (isinstance(v, Complex) and getattr(v, "imag", 0) != 0)
-            )
-        )
-        if numbers.all():
+        # Number takes Decimal too; bool does not count, nor Complex unless
+        # every such entry is real.
+        if all(_is_real_number_type(t) for t in types):
             return "number"  # e.g. Decimal prices, or a frame cast to object
+        if all(
+            issubclass(t, Number) and not issubclass(t, bool | np.bool_) for t in types
+        ):
+            real = values.map(lambda v: getattr(v, "imag", 0) == 0)
+            return "number" if real.all() else "label"
         return "label"
     return None
+
+
+def _is_real_number_type(kind):
+    return (
+        issubclass(kind, Number)
+        and not issubclass(kind, bool | np.bool_)
+        and (not issubclass(kind, Complex) or issubclass(kind, Real))
+    )
 
 
 def _unsupported_dtype_error(name, dtype):
@@ -124,8 +133,14 @@ def _unsupported_dtype_error(name, dtype):
     )
 
 
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
 def _check_scalar_labels(name, values):
-    nested = values.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+    # The types first, in one fast pass; the entries only when one is nested.
+    if not any(issubclass(t, _NESTED) for t in set(map(type, values.to_numpy()))):
+        return
+    nested = values.map(lambda v: isinstance(v, _NESTED))
     if nested.any():
         example = values[nested].iloc[0]
         raise SchemaError(

@@ -370,3 +370,31 @@ def test_early_stopping_reads_both_parts_from_the_array_itself(X_small, monkeypa
     # The standardisation comes from the training part only.
     training_part = X[train.rows.numpy()].astype(np.float64)
     np.testing.assert_allclose(vae.mean_, training_part.mean(axis=0), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "values, family",
+    [
+        ([1, 2.5, __import__("decimal").Decimal("3")], "number"),
+        ([True, False, None], "bool"),
+        ([True, 1], "label"),  # a bool among numbers is no number
+        ([1 + 0j, 2], "number"),  # complex, but real
+        ([1 + 1j, 2], "label"),
+        (["a", 1], "label"),
+        ([np.float32(1.5), np.int64(2)], "number"),
+    ],
+)
+def test_object_columns_are_typed_by_their_entries(values, family):
+    column = pd.Series(values, dtype=object)
+    assert schema_module._family(column) == family
+
+
+def test_a_wide_object_column_is_labels_and_nested_entries_are_refused():
+    # 300,000 labels: the entries' types are collected once, not tested one by
+    # one in Python (which took seconds per column).
+    column = pd.Series([f"N{i % 4000}" for i in range(300_000)], dtype=object)
+    assert schema_module._family(column) == "label"
+    with pytest.raises(ValueError, match="nested objects"):
+        schema_module._check_scalar_labels(
+            "tail", pd.Series(["a", ["b"]], dtype=object)
+        )
