@@ -149,7 +149,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         - ``"bernoulli"``: the decoder predicts a probability; for numbers in
           [0, 1] (not standardised), booleans, and columns of two labels.
         - ``"categorical"``: the decoder predicts a probability per level seen in
-          training (softmax); the encoder reads the column one-hot.
+          training (softmax); the encoder reads the column one-hot. A column
+          of more than 64 levels is read through a learned embedding, and its
+          logits come from a factorised output layer: still an exact softmax
+          over every level, at a fraction of the cost.
         - ``"poisson"``: the decoder predicts a rate, for non-negative integer
           counts.
 
