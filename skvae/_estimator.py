@@ -10,6 +10,7 @@ import warnings
 from dataclasses import asdict
 from numbers import Integral, Real
 
+import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 import torch
@@ -79,6 +80,42 @@ def _make_generator(seed, device):
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
+
+
+def _frame_library(X):
+    """The module name of a dataframe that is not pandas (``"polars"``, ...),
+    as narwhals sees it; None for pandas frames and everything else."""
+    if isinstance(X, pd.DataFrame | np.ndarray):
+        return None
+    frame = nw.from_native(X, eager_only=True, pass_through=True)
+    if not isinstance(frame, nw.DataFrame):
+        return None
+    return nw.get_native_namespace(frame).__name__
+
+
+def _as_pandas(X):
+    """A polars (or other narwhals-known) dataframe as pandas; anything else as
+    it is. The schema reads pandas columns, whatever library the caller uses."""
+    library = _frame_library(X)
+    if library is None:
+        return X
+    try:
+        return nw.from_native(X, eager_only=True).to_pandas()
+    except ImportError as exc:  # polars converts through pyarrow
+        raise ImportError(
+            f"Reading a {library} DataFrame needs pyarrow ({exc}). Install it with "
+            "pip install pyarrow, or pass a pandas DataFrame."
+        ) from exc
+
+
+def _in_library(result, library):
+    """``result`` (a pandas frame) in the caller's dataframe ``library``."""
+    if library is None or not isinstance(result, pd.DataFrame):
+        return result
+    import pyarrow  # present: reading the caller's frame needed it
+
+    table = pyarrow.Table.from_pandas(result, preserve_index=False)
+    return nw.from_arrow(table, backend=library).to_native()
 
 
 def _seed_source(random_state):
@@ -489,6 +526,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         continuing = self._continues_training(incremental)
         if continuing:
             self._check_same_architecture()
+        library = _frame_library(X)
+        X = _as_pandas(X)
         columns, dtypes = (
             (list(X.columns), list(X.dtypes))
             if isinstance(X, pd.DataFrame)
@@ -506,6 +545,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         plan = self._plan(n_train, incremental)
         if not continuing:
             self._initialize(X, rng, columns, dtypes, incremental, train_rows)
+            # Tables come back in the caller's dataframe library.
+            self._frame_library = library
             self._chunk_warmup_epochs = plan.warmup_epochs if incremental else None
         device = self._model_device()
         config = TrainingConfig(
@@ -721,6 +762,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     _FITTED_PRIVATE = (
         "_n_features_out",
+        "_frame_library",
         "_chunk_warmup_epochs",
         "_train_seed",
         "_architecture",
@@ -746,6 +788,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _validate_X(self, X, reset):
         """Check `X`; a DataFrame with non-numeric columns stays a DataFrame."""
+        X = _as_pandas(X)
         if self._reads_columns(X, reset):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] < 1:
@@ -909,7 +952,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
             inference_batch_rows(self.module_, device),
         )
-        return self.schema_.decode(values, dtype)
+        return _in_library(
+            self.schema_.decode(values, dtype), self.__dict__.get("_frame_library")
+        )
 
     def sample(self, n_samples=1, random_state=None):
         """Generate rows: draw z from the prior N(0, I), then x from p(x|z).
@@ -1045,6 +1090,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             dtypes if the model was fitted on one, else an array.
         """
         check_is_fitted(self)
+        X = _as_pandas(X)
         index = X.index if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=False)
         noise = self._importance_noise()
@@ -1052,7 +1098,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             lambda data: conditional_mean(self.module_, data, noise), X
         )
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
-        return self.schema_.fill(X, self.schema_.decode(values, dtype), index)
+        filled = self.schema_.fill(X, self.schema_.decode(values, dtype), index)
+        return _in_library(filled, self.__dict__.get("_frame_library"))
 
     # --------------------------------------------------- scikit-learn plumbing
 
