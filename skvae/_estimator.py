@@ -4,7 +4,6 @@ This is the only module that knows scikit-learn. The networks, the likelihoods a
 the training loop live in their own torch-only modules.
 """
 
-import copy
 import math
 import warnings
 from dataclasses import asdict
@@ -36,7 +35,13 @@ from ._data import (
 from ._likelihoods import make_table_likelihood
 from ._networks import ACTIVATIONS, VAE, NumpyMLP, TableReader
 from ._progress import ProgressBar
-from ._schema import KINDS, build_schema
+from ._schema import (
+    KINDS,
+    build_schema,
+    dtype_from_portable,
+    portable_dtype,
+    with_dtypes,
+)
 from ._training import (
     NonFiniteLossError,
     TrainingConfig,
@@ -116,6 +121,33 @@ def _in_library(result, library):
 
     table = pyarrow.Table.from_pandas(result, preserve_index=False)
     return nw.from_arrow(table, backend=library).to_native()
+
+
+# Version of the saved state (__getstate__): a later skvae that changes it reads
+# the formats it knows and refuses newer ones with a clear message.
+_STATE_FORMAT = 1
+
+
+def _numpy_tree(value):
+    """``value`` with every tensor inside (dicts, lists, tuples) as a numpy array."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().copy()
+    if isinstance(value, dict):
+        return {key: _numpy_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_numpy_tree(item) for item in value)
+    return value
+
+
+def _tensor_tree(value):
+    """The inverse of ``_numpy_tree``."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {key: _tensor_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tensor_tree(item) for item in value)
+    return value
 
 
 def _seed_source(random_state):
@@ -1117,16 +1149,62 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return hasattr(self, "module_")
 
     def __getstate__(self):
-        state = super().__getstate__()
+        """The fitted state as numpy arrays and plain Python values.
+
+        No torch object is stored: the networks' weights and the optimiser's
+        state travel as numpy arrays, the column dtypes as plain values, so a
+        saved model loads anywhere (a GPU-trained one on the CPU), and
+        ``skops.io`` can load it without trusting any type but skvae's own.
+        """
+        # A copy: object.__getstate__ hands back the instance's own __dict__.
+        state = dict(super().__getstate__())
         state.pop("_numpy_encoder_cache", None)  # views of this process's tensors
-        module = state.get("module_")
-        if module is not None and self._model_device().type != "cpu":
-            # Pickles load anywhere: a GPU-trained model is stored on the CPU, with
-            # an optimiser rebuilt on the CPU copy's parameters and given the old
-            # optimiser's state (load_state_dict moves it to the parameters' device).
-            state["module_"] = copy.deepcopy(module).cpu()
-            state["optimizer_"] = make_optimizer(
-                state["module_"], self.learning_rate_init
-            )
-            state["optimizer_"].load_state_dict(self.optimizer_.state_dict())
+        module = state.pop("module_", None)
+        if module is None:
+            return state
+        state["_skvae_format"] = _STATE_FORMAT
+        state["module_"] = {
+            name: tensor.detach().cpu().numpy().copy()
+            for name, tensor in module.state_dict().items()
+        }
+        state["optimizer_"] = _numpy_tree(state["optimizer_"].state_dict())
+        state["schema_"] = with_dtypes(self.schema_, portable_dtype)
         return state
+
+    def __setstate__(self, state):
+        format_ = state.get("_skvae_format")
+        if format_ is not None:
+            if format_ > _STATE_FORMAT:
+                raise ValueError(
+                    f"This model was saved by a newer skvae (state format {format_}); "
+                    f"this version reads formats up to {_STATE_FORMAT}. Upgrade "
+                    "skvae to load it."
+                )
+            state = dict(state)
+            del state["_skvae_format"]
+            state["schema_"] = with_dtypes(state["schema_"], dtype_from_portable)
+            weights, optimizer = state.pop("module_"), state.pop("optimizer_")
+            super().__setstate__(state)
+            self._restore_module(weights, optimizer)
+            return
+        super().__setstate__(state)
+
+    def _restore_module(self, weights, optimizer_state):
+        """Rebuild the networks and the optimiser from their saved arrays."""
+        layout = self.schema_.layout()
+        generator = _make_generator(0, "cpu")  # overwritten by the saved weights
+        reader = TableReader(layout, generator)
+        module = VAE(
+            n_features=reader.width,
+            n_components=self._architecture["n_components"],
+            hidden_layer_sizes=self._architecture["hidden_layer_sizes"],
+            activation=self._architecture["activation"],
+            likelihood=make_table_likelihood(layout, generator),
+            generator=generator,
+            reader=reader,
+        )
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        module.eval()
+        self.module_ = module
+        self.optimizer_ = make_optimizer(module, self.learning_rate_init)
+        self.optimizer_.load_state_dict(_tensor_tree(optimizer_state))

@@ -18,7 +18,7 @@ Decoded values (``decode``) have the same layout: a mean or draw per column, the
 level's index for categorical columns.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Complex, Number, Real
 
 import numpy as np
@@ -844,3 +844,41 @@ def _as_dtype(values, spec, index=None):
     # Series(..., dtype=object) stays object; a bare object array would be
     # inferred as strings by pandas >= 3.
     return pd.Series(values, dtype=dtype, index=index)
+
+
+# ------------------------------------------------------------ portable state
+
+
+def portable_dtype(dtype):
+    """``dtype`` as plain Python values (no numpy or pandas objects), for a saved
+    model whose loading must run no code of those libraries' choosing."""
+    if isinstance(dtype, np.dtype):
+        return {"numpy": dtype.str if dtype.kind != "O" else "object"}
+    if isinstance(dtype, pd.CategoricalDtype):
+        return {
+            "category": np.asarray(dtype.categories, dtype=object).tolist(),
+            "ordered": bool(dtype.ordered),
+        }
+    if isinstance(dtype, pd.StringDtype):
+        return {"string": dtype.storage, "nan": dtype.na_value is np.nan}
+    return {"pandas": str(dtype)}
+
+
+def dtype_from_portable(spec):
+    """The dtype ``portable_dtype`` described."""
+    if "numpy" in spec:
+        return np.dtype(spec["numpy"])
+    if "category" in spec:
+        return pd.CategoricalDtype(spec["category"], ordered=spec["ordered"])
+    if "string" in spec:
+        na_value = np.nan if spec["nan"] else pd.NA
+        return pd.StringDtype(storage=spec["string"], na_value=na_value)
+    return pd.api.types.pandas_dtype(spec["pandas"])
+
+
+def with_dtypes(schema, convert):
+    """A copy of ``schema`` whose columns' dtypes went through ``convert``."""
+    columns = [replace(spec, dtype=convert(spec.dtype)) for spec in schema.columns]
+    return TableSchema(
+        columns, is_frame=schema.is_frame, mask_inputs=schema.mask_inputs
+    )
