@@ -32,8 +32,7 @@ from ._data import (
     map_batches,
     take_rows,
 )
-from ._likelihoods import make_table_likelihood
-from ._networks import ACTIVATIONS, VAE, NumpyMLP, TableReader
+from ._networks import ACTIVATIONS, NumpyMLP, build_vae
 from ._progress import ProgressBar
 from ._schema import (
     KINDS,
@@ -99,13 +98,14 @@ def _frame_library(X):
 
 
 def _as_pandas(X):
-    """A polars (or other narwhals-known) dataframe as pandas; anything else as
-    it is. The schema reads pandas columns, whatever library the caller uses."""
+    """``(X, library)``: a polars (or other narwhals-known) dataframe as pandas
+    and its library's name; anything else as it is, with None. The schema reads
+    pandas columns, whatever library the caller uses."""
     library = _frame_library(X)
     if library is None:
-        return X
+        return X, None
     try:
-        return nw.from_native(X, eager_only=True).to_pandas()
+        return nw.from_native(X, eager_only=True).to_pandas(), library
     except ImportError as exc:  # polars converts through pyarrow
         raise ImportError(
             f"Reading a {library} DataFrame needs pyarrow ({exc}). Install it with "
@@ -128,26 +128,21 @@ def _in_library(result, library):
 _STATE_FORMAT = 1
 
 
-def _numpy_tree(value):
-    """``value`` with every tensor inside (dicts, lists, tuples) as a numpy array."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy().copy()
+def _map_tree(value, leaf_type, convert):
+    """``value`` with ``convert`` applied to every ``leaf_type`` inside it
+    (through dicts, lists and tuples): tensors to numpy arrays and back."""
+    if isinstance(value, leaf_type):
+        return convert(value)
     if isinstance(value, dict):
-        return {key: _numpy_tree(item) for key, item in value.items()}
+        return {key: _map_tree(item, leaf_type, convert) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_numpy_tree(item) for item in value)
+        return type(value)(_map_tree(item, leaf_type, convert) for item in value)
     return value
 
 
-def _tensor_tree(value):
-    """The inverse of ``_numpy_tree``."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, dict):
-        return {key: _tensor_tree(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_tensor_tree(item) for item in value)
-    return value
+def _to_numpy(tensor):
+    # A copy: a CPU tensor's numpy view would alias the live weights.
+    return tensor.detach().cpu().numpy().copy()
 
 
 def _seed_source(random_state):
@@ -558,8 +553,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         continuing = self._continues_training(incremental)
         if continuing:
             self._check_same_architecture()
-        library = _frame_library(X)
-        X = _as_pandas(X)
+        X, library = _as_pandas(X)
         columns, dtypes = (
             (list(X.columns), list(X.dtypes))
             if isinstance(X, pd.DataFrame)
@@ -695,19 +689,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
         self.schema_ = schema
         self.mean_, self.scale_ = schema.mean, schema.scale
-        layout = schema.layout()
-        generator = _make_generator(init_seed, "cpu")
-        # The reader and the likelihood draw weights only for wide label
-        # columns, so every other table's networks start as they always did.
-        reader = TableReader(layout, generator)
-        self.module_ = VAE(
-            n_features=reader.width,
-            n_components=self.n_components,
-            hidden_layer_sizes=hidden_layer_sizes,
-            activation=self.activation,
-            likelihood=make_table_likelihood(layout, generator),
-            generator=generator,
-            reader=reader,
+        self.module_ = build_vae(
+            schema.layout(),
+            self.n_components,
+            hidden_layer_sizes,
+            self.activation,
+            _make_generator(init_seed, "cpu"),
         ).to(device)
         self.optimizer_ = make_optimizer(self.module_, self.learning_rate_init)
         self._train_seed = int(train_seed)
@@ -820,7 +807,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _validate_X(self, X, reset):
         """Check `X`; a DataFrame with non-numeric columns stays a DataFrame."""
-        X = _as_pandas(X)
+        X, _ = _as_pandas(X)
         if self._reads_columns(X, reset):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] < 1:
@@ -1042,18 +1029,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        schema = self.schema_
+        # In the caller's units: the standardisation's Jacobian, over the
+        # Gaussian entries each row has.
+        log_det = self.schema_.log_jacobian()
+        log_scale = torch.as_tensor(
+            np.log(self.schema_.scale[self.schema_.order]), device=self._model_device()
+        )
 
         def score(data):
-            bound = importance_weighted_bound(self.module_, data, noise)
-            # In the caller's units: the standardisation's Jacobian, over the
-            # Gaussian entries each row has.
+            bound = importance_weighted_bound(self.module_, data, noise).double()
             if data.observed is None:
-                return bound.double() - schema.log_jacobian()
-            log_scale = torch.as_tensor(
-                np.log(schema.scale[schema.order]), device=bound.device
-            )
-            return bound.double() - data.observed.double() @ log_scale
+                return bound - log_det
+            return bound - data.observed.double() @ log_scale
 
         noise = self._importance_noise()
         (scores,) = self._importance_map(score, X)
@@ -1122,7 +1109,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             dtypes if the model was fitted on one, else an array.
         """
         check_is_fitted(self)
-        X = _as_pandas(X)
+        X, _ = _as_pandas(X)
         index = X.index if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=False)
         noise = self._importance_noise()
@@ -1163,11 +1150,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if module is None:
             return state
         state["_skvae_format"] = _STATE_FORMAT
-        state["module_"] = {
-            name: tensor.detach().cpu().numpy().copy()
-            for name, tensor in module.state_dict().items()
-        }
-        state["optimizer_"] = _numpy_tree(state["optimizer_"].state_dict())
+        state["module_"] = _map_tree(module.state_dict(), torch.Tensor, _to_numpy)
+        state["optimizer_"] = _map_tree(
+            state["optimizer_"].state_dict(), torch.Tensor, _to_numpy
+        )
         state["schema_"] = with_dtypes(self.schema_, portable_dtype)
         return state
 
@@ -1191,20 +1177,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _restore_module(self, weights, optimizer_state):
         """Rebuild the networks and the optimiser from their saved arrays."""
-        layout = self.schema_.layout()
-        generator = _make_generator(0, "cpu")  # overwritten by the saved weights
-        reader = TableReader(layout, generator)
-        module = VAE(
-            n_features=reader.width,
-            n_components=self._architecture["n_components"],
-            hidden_layer_sizes=self._architecture["hidden_layer_sizes"],
-            activation=self._architecture["activation"],
-            likelihood=make_table_likelihood(layout, generator),
-            generator=generator,
-            reader=reader,
+        module = build_vae(
+            self.schema_.layout(),
+            self._architecture["n_components"],
+            self._architecture["hidden_layer_sizes"],
+            self._architecture["activation"],
+            _make_generator(0, "cpu"),  # its draws are overwritten just below
         )
-        module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        module.load_state_dict(_map_tree(weights, np.ndarray, torch.from_numpy))
         module.eval()
         self.module_ = module
         self.optimizer_ = make_optimizer(module, self.learning_rate_init)
-        self.optimizer_.load_state_dict(_tensor_tree(optimizer_state))
+        self.optimizer_.load_state_dict(
+            _map_tree(optimizer_state, np.ndarray, torch.from_numpy)
+        )

@@ -11,7 +11,7 @@ import torch
 from scipy.special import erf
 from torch import nn
 
-from ._likelihoods import WIDE_LEVELS, embedding_dim
+from ._likelihoods import WIDE_LEVELS, embedding_dim, make_table_likelihood
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -315,3 +315,22 @@ class VAE(nn.Module):
         mu, log_var = self.encode(x, observed)
         z = self.reparameterize(mu, log_var, noise)
         return mu, log_var, self.decode(z)
+
+
+def build_vae(layout, n_components, hidden_layer_sizes, activation, generator):
+    """The VAE of a table of ``layout`` (``skvae._schema.ModelLayout``): its
+    reader, networks and likelihood, weights drawn from ``generator``.
+
+    The reader and the likelihood draw weights only for wide label columns, so
+    every other table's networks start as they always did.
+    """
+    reader = TableReader(layout, generator)
+    return VAE(
+        n_features=reader.width,
+        n_components=n_components,
+        hidden_layer_sizes=hidden_layer_sizes,
+        activation=activation,
+        likelihood=make_table_likelihood(layout, generator),
+        generator=generator,
+        reader=reader,
+    )

@@ -362,7 +362,7 @@ def _column_stats(X, rows=None):
     total = np.zeros(n_columns)
     total_sq = np.zeros(n_columns)
     count = np.zeros(n_columns)
-    for chunk in _row_chunks(X, rows):
+    for chunk in row_chunks(X, rows):
         deviations = chunk.astype(np.float64)
         deviations -= shift
         sums = deviations.sum(axis=0)
@@ -386,8 +386,9 @@ def _column_stats(X, rows=None):
     )
 
 
-def _row_chunks(X, rows=None):
-    """Consecutive chunks of ``X``'s rows (of its ``rows``, in their order)."""
+def row_chunks(X, rows=None):
+    """Consecutive chunks of a float array's rows (of its ``rows``, in their
+    order), so that no pass over a table builds a temporary of its size."""
     n_rows = X.shape[0] if rows is None else len(rows)
     for start in range(0, n_rows, _CHUNK_ROWS):
         stop = start + _CHUNK_ROWS
@@ -396,7 +397,7 @@ def _row_chunks(X, rows=None):
 
 def _first_observed(X, rows=None):
     """Each column's first non-NaN value (0 for a column with none), float64."""
-    first = next(_row_chunks(X, rows), X[:0]).astype(np.float64)
+    first = next(row_chunks(X, rows), X[:0]).astype(np.float64)
     seen = ~np.isnan(first)
     has = seen.any(axis=0)
     shift = np.where(has, first[seen.argmax(axis=0), np.arange(X.shape[1])], 0.0)

@@ -104,9 +104,6 @@ def conditional_mean(model, x, noise):
     return model.likelihood.to_values((weights.unsqueeze(-1) * means).sum(dim=0))
 
 
-# ---------------------------------------------------------------- the loop
-
-
 # ----------------------------------------------------------------- the budget
 
 # The automatic budget (``plan_budget``). Tables of up to AUTO_SMALL_ROWS rows
