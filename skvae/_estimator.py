@@ -33,6 +33,7 @@ from ._data import (
     take_rows,
 )
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
+from ._onnx import export as onnx_export
 from ._progress import ProgressBar
 from ._schema import (
     KINDS,
@@ -1119,6 +1120,77 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         filled = self.schema_.fill(X, self.schema_.decode(values, dtype), index)
         return _in_library(filled, self.__dict__.get("_frame_library"))
+
+    # ---------------------------------------------------------------- shipping
+
+    def to_onnx(self, path=None, *, method="transform", dtype=np.float32):
+        """Write :meth:`transform` (or :meth:`inverse_transform`) as an ONNX model.
+
+        The graph holds everything between the caller's table and the result:
+        the column order, the standardisation, the label lookups, the encoder's
+        (or decoder's) weights. onnxruntime runs it without Python or torch,
+        and reproduces the method to about 1e-5. Needs the ``onnx`` package
+        (``pip install skvae[onnx]``).
+
+        Inputs: a table of numbers (an array, or a DataFrame of numeric
+        columns) is one tensor ``X`` of shape (n, `n_features_in_`), in the
+        training column order. A table with label columns (strings,
+        categories, booleans) is one input per column, named after it, of shape
+        (n, 1): ``dtype`` for a number column, a string tensor holding
+        ``str(level)`` for a label column. NaN, and labels unseen in training,
+        are read as missing: the graph behaves as ``handle_unknown="missing"``.
+        The transform graph outputs ``Z`` of shape (n, `n_components`).
+
+        The inverse_transform graph reads ``Z`` and outputs the table the same
+        way: one tensor ``X``, or one output per column (label columns as
+        strings). Integer columns of a DataFrame are rounded, as
+        :meth:`inverse_transform` rounds them.
+
+        To convert a whole Pipeline holding a VAETransformer with ``skl2onnx``,
+        call :func:`skvae.register_skl2onnx_converter` first.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            Where to write the model; None writes nothing.
+        method : {"transform", "inverse_transform"}, default="transform"
+            The method the graph computes.
+        dtype : {numpy.float32, numpy.float64}, default=numpy.float32
+            Element type of the graph's number inputs and outputs. float64
+            input is standardised in float64, as :meth:`transform` does.
+
+        Returns
+        -------
+        model : onnx.ModelProto
+            The checked model, also written to `path` when given.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skvae import VAETransformer
+        >>> X = np.random.RandomState(0).normal(size=(100, 5))
+        >>> vae = VAETransformer(hidden_layer_sizes=(16,), max_iter=2, random_state=0)
+        >>> model = vae.fit(X).to_onnx()
+        >>> [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+        (['X'], ['Z'])
+        """
+        check_is_fitted(self)
+        if method not in ("transform", "inverse_transform"):
+            raise ValueError(
+                f"method must be 'transform' or 'inverse_transform', got {method!r}."
+            )
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be numpy.float32 or float64, got {dtype!r}.")
+        try:
+            import onnx
+        except ImportError as error:
+            raise ImportError(
+                "to_onnx needs the onnx package: pip install skvae[onnx]"
+            ) from error
+        model = onnx_export(self.module_, self.schema_, method, np.dtype(dtype))
+        if path is not None:
+            onnx.save(model, path)
+        return model
 
     # --------------------------------------------------- scikit-learn plumbing
 

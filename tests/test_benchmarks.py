@@ -132,3 +132,22 @@ def test_gpu_check_runs_its_three_measurements(capsys):
     out = capsys.readouterr().out
     for row in ("| default fit", "| train rows/s at batch 1024", "| transform rows/s"):
         assert row in out
+
+
+def test_serving_times_both_engines_on_the_same_rows(capsys):
+    results = load("serving").main(
+        [
+            "--rows",
+            "300",
+            "--features",
+            "6",
+            "--repeats",
+            "1",
+            "--single-row-calls",
+            "3",
+        ]
+    )
+    assert results["difference"] < 1e-5
+    assert results["torch"]["one"] > 0 and results["onnxruntime"]["many"] > 0
+    out = capsys.readouterr().out
+    assert "| torch |" in out and "| onnxruntime |" in out

@@ -22,6 +22,7 @@ PUBLIC_METHODS = {
         "score_samples",
         "score",
         "impute",
+        "to_onnx",
     ],
     VAEImputer: ["fit", "transform", "fit_transform", "get_feature_names_out"],
 }
@@ -52,7 +53,8 @@ def numpydoc_errors(name):
         f"skvae.{cls.__name__}{suffix}"
         for cls, methods in PUBLIC_METHODS.items()
         for suffix in ["", *(f".{m}" for m in methods)]
-    ],
+    ]
+    + ["skvae.register_skl2onnx_converter"],
 )
 def test_numpydoc_validation(name):
     assert numpydoc_errors(name) == []
@@ -93,5 +95,10 @@ def test_every_fitted_attribute_is_documented(estimator):
 
 
 def test_package_exports():
-    assert skvae.__all__ == ["VAEImputer", "VAETransformer", "__version__"]
+    assert skvae.__all__ == [
+        "VAEImputer",
+        "VAETransformer",
+        "__version__",
+        "register_skl2onnx_converter",
+    ]
     assert isinstance(skvae.__version__, str)
