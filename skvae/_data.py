@@ -10,14 +10,17 @@ no method ever holds the whole table in the model's layout.
 Torch, numpy and the schema; nothing here knows about scikit-learn or training.
 """
 
+import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 
-from ._schema import row_chunks
+from ._schema import is_blocked, row_chunks
 
 # Memory one inference batch may take on each kind of device (activations of
 # every layer, and of every draw for the importance-sampled methods): large
@@ -76,8 +79,13 @@ def as_model_data(x):
 
 
 def take_rows(X, rows):
-    """Rows of an array or a DataFrame by position (a slice or an index array)."""
-    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+    """Rows of an array or a DataFrame by position (a slice or an index array);
+    of a sparse matrix, densified: one batch at a time, never the whole matrix."""
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows]
+    if sparse.issparse(X):
+        return X[rows].toarray()
+    return X[rows]
 
 
 def row_slices(n_rows, batch_rows):
@@ -193,6 +201,10 @@ class TrainingRows:
         standardised a batch at a time as training draws them
         (``StandardisedRows``), so a fit holds no second copy of the table.
         """
+        if is_blocked(X):
+            return BlockedRows(schema, X, device)
+        if sparse.issparse(X):
+            return SparseRows(schema, X, device, rows)
         if _standardises_on_the_fly(schema, X):
             return StandardisedRows(schema, X, device, rows)
         if rows is not None:
@@ -201,6 +213,26 @@ class TrainingRows:
 
     def __len__(self):
         return len(self.data)
+
+    def n_batches(self, batch_size):
+        """Minibatches of ``batch_size`` rows in one epoch."""
+        return math.ceil(len(self) / batch_size)
+
+    def epoch(self, generator, n_components):
+        """One epoch's segments: ``(order, noise)`` pairs, ``order`` the
+        shuffled positions of the segment's rows (for ``batch``, on
+        ``storage_device``), ``noise`` one standard normal draw of z per row.
+
+        Rows held whole make one segment: one shuffle and one draw an epoch.
+        """
+        device = generator.device
+        order = torch.randperm(len(self), generator=generator, device=device)
+        noise = torch.randn(
+            (1, len(self), n_components), generator=generator, device=device
+        )
+        # Rows kept in host memory are gathered there: move the order once an
+        # epoch, not each batch's indices each step (a device sync on a GPU).
+        yield order.to(self.storage_device), noise
 
     @property
     def storage_device(self):
@@ -259,6 +291,100 @@ class StandardisedRows(TrainingRows):
         )
 
 
+class BlockedRows(TrainingRows):
+    """Training rows of a dask array, read a block at a time: data larger than
+    memory.
+
+    Each epoch visits the blocks in a shuffled order and the rows of each block
+    in a shuffled order; minibatches never straddle two blocks. While one
+    block trains, the next is read in a background thread, so at most two
+    blocks are in memory (plus a standardised minibatch), whatever the table's
+    size. Rows are standardised a batch at a time, as in ``StandardisedRows``.
+    """
+
+    def __init__(self, schema, X, device):
+        self.device = torch.device(device)
+        self.resident = False
+        self.X = X
+        self.sizes = [int(n) for n in X.chunks[0]]
+        self._standardise = _Standardiser(schema, self.device)
+        self._block = None
+
+    def __len__(self):
+        return sum(self.sizes)
+
+    def n_batches(self, batch_size):
+        return sum(math.ceil(n / batch_size) for n in self.sizes)
+
+    @property
+    def storage_device(self):
+        return self.device
+
+    def _read(self, b):
+        block = np.asarray(self.X.blocks[b].compute())
+        return _shareable(block).to(self.device)
+
+    def epoch(self, generator, n_components):
+        device = generator.device
+        blocks = torch.randperm(len(self.sizes), generator=generator, device=device)
+        blocks = blocks.tolist()
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            upcoming = reader.submit(self._read, blocks[0])
+            for k, b in enumerate(blocks):
+                self._block = upcoming.result()
+                if k + 1 < len(blocks):
+                    upcoming = reader.submit(self._read, blocks[k + 1])
+                n_rows = self.sizes[b]
+                order = torch.randperm(n_rows, generator=generator, device=device)
+                noise = torch.randn(
+                    (1, n_rows, n_components), generator=generator, device=device
+                )
+                yield order.to(self.device), noise
+        self._block = None
+
+    def batch(self, rows):
+        """The rows at positions ``rows`` of the block being trained on."""
+        return self._standardise(self._block[rows])
+
+    def all(self):
+        raise TypeError(
+            "The rows of a dask array are read a block at a time, never all at once."
+        )
+
+
+class SparseRows(TrainingRows):
+    """Training rows of a scipy sparse matrix, densified a minibatch at a time.
+
+    Memory stays the matrix's non-zeros (held in CSR form, whose rows slice
+    cheaply) plus one dense batch; each batch is standardised as
+    ``StandardisedRows`` does.
+    """
+
+    def __init__(self, schema, X, device, rows=None):
+        self.device = torch.device(device)
+        self.resident = False
+        self.X = X.tocsr()
+        self.rows = None if rows is None else np.asarray(rows)
+        self._standardise = _Standardiser(schema, self.device, may_miss=False)
+
+    def __len__(self):
+        return self.X.shape[0] if self.rows is None else len(self.rows)
+
+    @property
+    def storage_device(self):
+        return torch.device("cpu")
+
+    def batch(self, rows):
+        rows = rows.numpy()
+        if self.rows is not None:
+            rows = self.rows[rows]
+        return self._standardise(torch.from_numpy(self.X[rows].toarray()))
+
+    def all(self):
+        rows = np.arange(self.X.shape[0]) if self.rows is None else self.rows
+        return self._standardise(torch.from_numpy(self.X[rows].toarray()))
+
+
 def as_training_rows(x, device=None):
     """``x`` as ``TrainingRows`` (a tensor or ``ModelData`` stays where it is)."""
     if isinstance(x, TrainingRows):
@@ -275,13 +401,14 @@ def _fits_on(device, nbytes):
     return nbytes <= RESIDENT_SHARE * free
 
 
-def inference_batch_rows(model, device, n_draws=1):
+def inference_batch_rows(model, device, n_draws=1, input_width=0):
     """Rows per inference batch: as many as ``INFERENCE_BYTES`` allow.
 
     Without autograd a layer's output lives only until the next layer has read
     it, so a row costs about two of the widest layer's outputs, plus the
     likelihood's mean (every level's probability for a label column), for each
-    draw of the importance-sampled methods.
+    draw of the importance-sampled methods; and, for a sparse input densified
+    a batch at a time, ``input_width`` float64 and float32 entries.
     """
     widths = [
         layer.out_features
@@ -290,7 +417,7 @@ def inference_batch_rows(model, device, n_draws=1):
     ]
     likelihood = model.likelihood
     n_values = getattr(likelihood, "n_values", likelihood.n_params)
-    per_row = 4 * n_draws * (2 * max(widths, default=1) + n_values)
+    per_row = 4 * n_draws * (2 * max(widths, default=1) + n_values) + 12 * input_width
     budget = INFERENCE_BYTES.get(torch.device(device).type, INFERENCE_BYTES["cpu"])
     return int(max(1, min(2**20, budget // per_row)))
 

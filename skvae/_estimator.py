@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
+from scipy import sparse
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -35,10 +36,13 @@ from ._data import (
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
 from ._onnx import export as onnx_export
 from ._progress import ProgressBar
+from ._resources import check_fits as check_memory
+from ._resources import estimate as estimate_memory
 from ._schema import (
     KINDS,
     build_schema,
     dtype_from_portable,
+    is_blocked,
     portable_dtype,
     with_dtypes,
 )
@@ -54,6 +58,9 @@ from ._training import (
 )
 
 _MAX_SEED = np.iinfo(np.int32).max
+
+# The most epochs one fit may run: 100,000 steps of a small table take minutes.
+_MAX_EPOCHS = 100_000
 
 # transform encodes up to this many rows on the CPU with numpy rather than torch:
 # for a few rows torch's per-operation overhead dominates (see NumpyMLP).
@@ -144,6 +151,11 @@ def _map_tree(value, leaf_type, convert):
 def _to_numpy(tensor):
     # A copy: a CPU tensor's numpy view would alias the live weights.
     return tensor.detach().cpu().numpy().copy()
+
+
+def _dense_width(X):
+    """Columns a sparse `X` has once a batch of it is densified (0 otherwise)."""
+    return X.shape[1] if sparse.issparse(X) else 0
 
 
 def _seed_source(random_state):
@@ -260,7 +272,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         100,000 rows, 4 at a million), so that cost grows like
         ``n_rows ** 0.4`` rather than ``150 * n_rows``. A fit that runs its
         planned budget to the end raises no ``ConvergenceWarning`` (an explicit
-        int that is reached does). The plan is in ``training_plan_``.
+        int that is reached does). The plan is in ``training_plan_``. At most
+        100,000, so that no value can make a fit run for days; train longer
+        with ``partial_fit`` in a loop.
     tol : float, default=1e-4
         Minimum improvement, in nats per row, of the monitored value (the
         validation ELBO with ``early_stopping``, else the training loss) that
@@ -418,7 +432,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ],
         "learning_rate": [StrOptions({"step", "constant"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_iter": [
+            Interval(Integral, 1, _MAX_EPOCHS, closed="both"),
+            StrOptions({"auto"}),
+        ],
         "tol": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -554,6 +571,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         continuing = self._continues_training(incremental)
         if continuing:
             self._check_same_architecture()
+        if is_blocked(X) or sparse.issparse(X):
+            self._check_gaussian_only(X)
         X, library = _as_pandas(X)
         columns, dtypes = (
             (list(X.columns), list(X.dtypes))
@@ -571,7 +590,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n_train = X.shape[0] if train_rows is None else len(train_rows)
         plan = self._plan(n_train, incremental)
         if not continuing:
-            self._initialize(X, rng, columns, dtypes, incremental, train_rows)
+            self._initialize(
+                X, rng, columns, dtypes, incremental, train_rows, plan.batch_size
+            )
             # Tables come back in the caller's dataframe library.
             self._frame_library = library
             self._chunk_warmup_epochs = plan.warmup_epochs if incremental else None
@@ -679,7 +700,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         order = rng.permutation(n_rows)
         return order[n_val:], order[:n_val]
 
-    def _initialize(self, X, rng, columns, dtypes, incremental, rows=None):
+    def _initialize(
+        self, X, rng, columns, dtypes, incremental, rows=None, batch_size=128
+    ):
         """Build the model, optimiser and standardisation from the training rows
         (the ``rows`` of `X`; None: all of them)."""
         hidden_layer_sizes = self._check_hidden_layer_sizes()
@@ -688,6 +711,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         schema = build_schema(
             X, self.likelihood, columns, dtypes, constants=not incremental, rows=rows
         )
+        # Before anything is allocated: a typo must not exhaust the memory.
+        needs = estimate_memory(
+            schema.layout(),
+            self.n_components,
+            hidden_layer_sizes,
+            batch_size,
+            self.n_importance_samples,
+        )
+        check_memory(needs, device, self.get_params())
         self.schema_ = schema
         self.mean_, self.scale_ = schema.mean, schema.scale
         self.module_ = build_vae(
@@ -808,6 +840,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _validate_X(self, X, reset):
         """Check `X`; a DataFrame with non-numeric columns stays a DataFrame."""
+        if is_blocked(X):
+            return self._validate_blocks(X, reset)
         X, _ = _as_pandas(X)
         if self._reads_columns(X, reset):
             validate_data(self, X, reset=reset, skip_check_array=True)
@@ -844,13 +878,87 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     "ones, or with NaN to count them as missing."
                 )
             return X
-        return validate_data(
+        X = validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
             ensure_all_finite="allow-nan",
+            accept_sparse=("csr", "csc"),
         )
+        if sparse.issparse(X) and np.isnan(X.data).any():
+            raise ValueError(
+                "A sparse X holds NaN entries. Missing values are not supported in "
+                "sparse input; pass a dense array with NaN for them, or fill them."
+            )
+        return X
+
+    def _validate_blocks(self, X, reset):
+        """Check a dask array without computing it: its blocks are checked as
+        they are read (infinities by the statistics pass)."""
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D dask array, got {X.ndim} dimension(s) "
+                f"(shape={X.shape})."
+            )
+        if any(math.isnan(n) for n in X.chunks[0]):
+            raise ValueError(
+                "The dask array's block sizes are unknown (its shape is "
+                f"{X.shape}). Call X.compute_chunk_sizes() first, or build it "
+                "with known chunks."
+            )
+        if X.shape[0] < 1:
+            raise ValueError(f"Found a dask array with 0 rows (shape={X.shape}).")
+        kind = np.dtype(X.dtype).kind
+        if kind not in "fiub":
+            raise ValueError(
+                f"A dask array of dtype {X.dtype} cannot be read as numbers. Pass "
+                "an array of floats, integers or booleans."
+            )
+        if not reset and not self.schema_.numeric:
+            raise ValueError(
+                "This VAETransformer was fitted on a DataFrame with non-numeric "
+                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
+                "with the same columns and dtypes."
+            )
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if len(X.chunks[1]) > 1:  # a block must hold whole rows
+            X = X.rechunk({1: -1})
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        return X
+
+    def _check_gaussian_only(self, X):
+        """Refuse, before any work, what a fit on a dask array or a sparse
+        matrix cannot do."""
+        source = "a sparse matrix" if sparse.issparse(X) else "a dask array"
+        if self.early_stopping and not sparse.issparse(X):
+            raise ValueError(
+                "early_stopping=True needs a held-out split of rows in memory, "
+                "which a dask array's fit does not make. Set early_stopping=False, "
+                "or call score on held-out blocks between partial_fit calls."
+            )
+        kinds = (
+            set(self.likelihood.values())
+            if isinstance(self.likelihood, dict)
+            else {self.likelihood}
+        )
+        if not kinds <= {"auto", "gaussian"}:
+            raise ValueError(
+                f"{source[0].upper()}{source[1:]} is modelled with Gaussian columns "
+                f"only (likelihood={self.likelihood!r} was given). Fit on a dense "
+                "in-memory array or DataFrame for count, binary or categorical "
+                "columns."
+            )
+
+    def _map_blocks(self, method, X, width):
+        """``method`` over the blocks of the dask array `X`, lazily: a dask
+        array of ``width`` columns (None: one value per row)."""
+        X = self._validate_X(X, reset=False)
+        dtype = X.dtype if method != self.score_samples else np.float64
+        if width is None:
+            return X.map_blocks(method, dtype=dtype, drop_axis=1)
+        return X.map_blocks(method, dtype=dtype, chunks=(X.chunks[0], (width,)))
 
     def _reads_columns(self, X, reset):
         """True when `X` must be read column by column rather than as one array."""
@@ -902,9 +1010,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Posterior standard deviations; only when ``return_std=True``.
         """
         check_is_fitted(self)
+        if is_blocked(X):
+            if return_std:
+                raise ValueError(
+                    "return_std=True is not available for a dask array: call "
+                    "transform on its blocks (X.map_blocks) instead."
+                )
+            return self._map_blocks(self.transform, X, self.n_components)
         X = self._validate_X(X, reset=False)
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         device = self._model_device()
+        if sparse.issparse(X) and X.shape[0] <= _NUMPY_PATH_MAX_ROWS:
+            X = X.toarray()  # a few rows: the fast path below
         if (
             X.shape[0] <= _NUMPY_PATH_MAX_ROWS
             and device.type == "cpu"
@@ -924,7 +1041,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             encode,
             X.shape[0],
             self._encoded_batches(X),
-            inference_batch_rows(self.module_, device),
+            inference_batch_rows(self.module_, device, input_width=_dense_width(X)),
         )
         Z = results[0].astype(dtype, copy=False)
         return (Z, results[1].astype(dtype, copy=False)) if return_std else Z
@@ -1029,6 +1146,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Lower bound of the log-likelihood of each row.
         """
         check_is_fitted(self)
+        if is_blocked(X):
+            return self._map_blocks(self.score_samples, X, None)
         X = self._validate_X(X, reset=False)
         # In the caller's units: the standardisation's Jacobian, over the
         # Gaussian entries each row has.
@@ -1062,7 +1181,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             X.shape[0],
             self._encoded_batches(X),
             inference_batch_rows(
-                self.module_, self._model_device(), self.n_importance_samples
+                self.module_,
+                self._model_device(),
+                self.n_importance_samples,
+                input_width=_dense_width(X),
             ),
         )
 
@@ -1113,6 +1235,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X, _ = _as_pandas(X)
         index = X.index if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=False)
+        if sparse.issparse(X):  # no NaN, so nothing to fill
+            return X.copy()
         noise = self._importance_noise()
         (values,) = self._importance_map(
             lambda data: conditional_mean(self.module_, data, noise), X
@@ -1200,6 +1324,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True
+        tags.input_tags.sparse = True
         return tags
 
     def __sklearn_is_fitted__(self):

@@ -66,7 +66,6 @@ class VAEImputer(TransformerMixin, BaseEstimator):
     def __init__(self, estimator=None):
         self.estimator = estimator
 
-    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the model on `X`, missing entries included.
 
@@ -82,11 +81,25 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         self : VAEImputer
             The fitted imputer.
         """
+        try:
+            return self._fit(X)
+        except BaseException:
+            # A failed fit never leaves the previous model looking fitted.
+            for name in ("estimator_", "n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+            raise
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def _fit(self, X):
+        # Decorated here rather than on fit so that parameter validation errors,
+        # too, pass through fit's clean-up of the fitted state.
         estimator = VAETransformer() if self.estimator is None else self.estimator
-        self.estimator_ = clone(estimator).fit(X)
-        self.n_features_in_ = self.estimator_.n_features_in_
-        if hasattr(self.estimator_, "feature_names_in_"):
-            self.feature_names_in_ = self.estimator_.feature_names_in_
+        fitted = clone(estimator).fit(X)
+        self.__dict__.pop("feature_names_in_", None)
+        self.estimator_ = fitted
+        self.n_features_in_ = fitted.n_features_in_
+        if hasattr(fitted, "feature_names_in_"):
+            self.feature_names_in_ = fitted.feature_names_in_
         return self
 
     def transform(self, X):
@@ -128,5 +141,6 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True
+        tags.input_tags.sparse = True  # fitted as VAETransformer fits it
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags

@@ -30,6 +30,7 @@ from pandas.api.types import (
     is_object_dtype,
     is_string_dtype,
 )
+from scipy import sparse
 
 # The order of the blocks in the model's arrays.
 KINDS = ("gaussian", "poisson", "bernoulli", "categorical")
@@ -357,6 +358,8 @@ def _column_stats(X, rows=None):
     cancellation, no float64 copy of the whole table is made, and a column is
     constant exactly when every deviation is zero.
     """
+    if sparse.issparse(X):
+        return _sparse_column_stats(X if rows is None else X[rows])
     shift = _first_observed(X, rows)
     n_columns = X.shape[1]
     total = np.zeros(n_columns)
@@ -373,6 +376,13 @@ def _column_stats(X, rows=None):
             count += deviations.shape[0] - missing.sum(axis=0)
         else:
             count += deviations.shape[0]
+        if not np.isfinite(sums).all() and np.isinf(chunk).any():
+            # Arrays are checked before; the blocks of a dask array only here.
+            column = int(np.flatnonzero(np.isinf(chunk).any(axis=0))[0])
+            raise SchemaError(
+                f"Column {column} holds infinite values. Replace them with finite "
+                "numbers, or with NaN to count them as missing."
+            )
         total += sums
         total_sq += np.einsum("ij,ij->j", deviations, deviations)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -386,9 +396,46 @@ def _column_stats(X, rows=None):
     )
 
 
+def _sparse_column_stats(X):
+    """``_column_stats`` of a scipy sparse matrix (no NaN), from its non-zeros:
+    no dense copy. A column is constant when its largest and smallest entries
+    (implicit zeros included) are equal."""
+    n_rows = X.shape[0]
+    mean = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel() / max(n_rows, 1)
+    squares = X.multiply(X).sum(axis=0, dtype=np.float64)
+    variance = np.maximum(np.asarray(squares).ravel() / max(n_rows, 1) - mean**2, 0)
+    highest = X.max(axis=0).toarray().ravel()
+    lowest = X.min(axis=0).toarray().ravel()
+    return _ColumnStats(
+        mean=mean,
+        std=np.sqrt(variance),
+        n_observed=np.full(X.shape[1], float(n_rows)),
+        constant=highest == lowest,
+    )
+
+
+def is_blocked(X):
+    """True for a dask array: rows in blocks, each computed when it is read.
+
+    Told by its type's module, so that nothing here imports dask."""
+    return type(X).__module__.startswith("dask.") and hasattr(X, "blocks")
+
+
+def row_blocks(X):
+    """The blocks of a dask array's rows as numpy arrays, one at a time."""
+    for b in range(X.numblocks[0]):
+        yield np.asarray(X.blocks[b].compute())
+
+
 def row_chunks(X, rows=None):
     """Consecutive chunks of a float array's rows (of its ``rows``, in their
-    order), so that no pass over a table builds a temporary of its size."""
+    order), so that no pass over a table builds a temporary of its size; a
+    dask array's blocks, computed one at a time."""
+    if is_blocked(X):
+        for block in row_blocks(X):  # in chunks too: passes copy what they read
+            for start in range(0, block.shape[0], _CHUNK_ROWS):
+                yield block[start : start + _CHUNK_ROWS]
+        return
     n_rows = X.shape[0] if rows is None else len(rows)
     for start in range(0, n_rows, _CHUNK_ROWS):
         stop = start + _CHUNK_ROWS
@@ -396,16 +443,20 @@ def row_chunks(X, rows=None):
 
 
 def _first_observed(X, rows=None):
-    """Each column's first non-NaN value (0 for a column with none), float64."""
-    first = next(row_chunks(X, rows), X[:0]).astype(np.float64)
-    seen = ~np.isnan(first)
-    has = seen.any(axis=0)
-    shift = np.where(has, first[seen.argmax(axis=0), np.arange(X.shape[1])], 0.0)
-    for j in np.flatnonzero(~has):  # holes all through the first chunk: rare
-        column = X[:, j] if rows is None else X[rows, j]
-        observed = np.flatnonzero(~np.isnan(column))
-        if observed.size:
-            shift[j] = float(column[observed[0]])
+    """Each column's first non-NaN value (0 for a column with none), float64.
+
+    Reads chunks until every column has shown a value: one chunk, unless a
+    column has holes all through it (rare)."""
+    shift = np.zeros(X.shape[1])
+    pending = np.ones(X.shape[1], dtype=bool)
+    for chunk in row_chunks(X, rows):
+        seen = ~np.isnan(chunk[:, pending])
+        found = seen.any(axis=0)
+        columns = np.flatnonzero(pending)[found]
+        shift[columns] = chunk[seen.argmax(axis=0)[found], columns]
+        pending[columns] = False
+        if not pending.any():
+            break
     return shift
 
 
@@ -840,11 +891,21 @@ def _as_dtype(values, spec, index=None):
         if pd.api.types.is_integer_dtype(dtype):
             # Round, and keep within the dtype: a decoded -0.4 in a uint8 column
             # is 0, not an overflow.
-            limits = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
-            values = np.clip(np.rint(values), limits.min, limits.max)
+            values = np.clip(np.rint(values), *_float_limits(dtype))
     # Series(..., dtype=object) stays object; a bare object array would be
     # inferred as strings by pandas >= 3.
     return pd.Series(values, dtype=dtype, index=index)
+
+
+def _float_limits(dtype):
+    """The smallest and largest float64 values that cast into the integer
+    ``dtype``: int64's and uint64's maxima round up to 2**63 and 2**64 as
+    floats, which overflow the cast."""
+    limits = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
+    low, high = float(limits.min), float(limits.max)
+    if int(high) > limits.max:
+        high = np.nextafter(high, 0.0)
+    return low, high
 
 
 # ------------------------------------------------------------ portable state

@@ -293,25 +293,25 @@ def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
     """
     X = as_training_rows(X)
     n_rows = len(X)
-    n_batches = math.ceil(n_rows / config.batch_size)
-    device = generator.device
-    order = torch.randperm(n_rows, generator=generator, device=device)
-    # Rows kept in host memory are gathered there: move the order once an epoch,
-    # not each batch's indices each step (a device sync on a GPU).
-    order = order.to(X.storage_device)
-    # One draw of noise per row for the whole epoch: one call instead of one a batch.
-    noise = torch.randn(
-        (1, n_rows, model.n_components), generator=generator, device=device
-    )
-    totals = torch.zeros(2, device=device)
-    for i, start in enumerate(range(0, n_rows, config.batch_size)):
-        rows = order[start : start + config.batch_size]
-        progress = epochs_done + (i + 1) / n_batches
-        beta = kl_weight(progress, config.beta, config.warmup_epochs)
-        # Accumulate on the device: one host sync per epoch, not one per batch.
-        totals += train_step(
-            model, optimizer, X.batch(rows), noise[:, start : start + len(rows)], beta
-        )
+    n_batches = X.n_batches(config.batch_size)
+    totals = torch.zeros(2, device=generator.device)
+    step = 0
+    # One segment for rows held whole; one per block of a dask array. Noise is
+    # drawn a segment at a time: one call instead of one a batch.
+    for order, noise in X.epoch(generator, model.n_components):
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            step += 1
+            progress = epochs_done + step / n_batches
+            beta = kl_weight(progress, config.beta, config.warmup_epochs)
+            # Accumulate on the device: one host sync per epoch, not one a batch.
+            totals += train_step(
+                model,
+                optimizer,
+                X.batch(rows),
+                noise[:, start : start + len(rows)],
+                beta,
+            )
     reconstruction, kl = (totals / n_rows).tolist()
     return reconstruction, kl
 
@@ -404,7 +404,7 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         best_state = copy.deepcopy(model.state_dict())
     epochs_without_improvement = 0
     started = time.perf_counter()
-    steps_per_epoch = math.ceil(len(X) / config.batch_size)
+    steps_per_epoch = X.n_batches(config.batch_size)
     model.train()
     try:
         for epoch in range(first_epoch + 1, first_epoch + config.max_epochs + 1):

@@ -151,3 +151,15 @@ def test_serving_times_both_engines_on_the_same_rows(capsys):
     assert results["torch"]["one"] > 0 and results["onnxruntime"]["many"] > 0
     out = capsys.readouterr().out
     assert "| torch |" in out and "| onnxruntime |" in out
+
+
+def test_out_of_core_fits_from_npy_blocks_and_in_memory(capsys, tmp_path):
+    results = load("out_of_core").main(
+        ["--rows", "1500", "--features", "6", "--block-rows", "500",
+         "--dir", str(tmp_path)]
+    )  # fmt: skip
+    assert [r["way"] for r in results] == ["dask", "memory"]
+    for r in results:
+        assert r["seconds"] > 0 and r["peak_rss_mib"] >= r["rss_before_mib"] > 0
+        assert 0 < r["mse"] < 10
+    assert "| dask |" in capsys.readouterr().out

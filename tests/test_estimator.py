@@ -479,7 +479,7 @@ def test_transform_works_in_batches(X_small, monkeypatch):
 
     vae = fitted(X_small)
     expected = vae.transform(X_small)
-    monkeypatch.setattr(estimator_module, "inference_batch_rows", lambda *a: 7)
+    monkeypatch.setattr(estimator_module, "inference_batch_rows", lambda *a, **k: 7)
     seen_rows = []
     encode = vae.module_.encode
 
