@@ -84,7 +84,7 @@ def reset_peak_rss():
         clear_refs.write("5")
 
 
-def run(way, directory, n_features):
+def run(way, directory, n_features, max_iter="auto"):
     """One fit in this process; prints its measurements as a JSON line."""
     import warnings
 
@@ -100,7 +100,7 @@ def run(way, directory, n_features):
         X = X.compute()
     reset_peak_rss()
     before = status_mib("VmRSS")
-    vae = VAETransformer(random_state=0)
+    vae = VAETransformer(max_iter=max_iter, random_state=0)
     start = time.perf_counter()
     vae.fit(X)
     seconds = time.perf_counter() - start
@@ -133,11 +133,15 @@ def main(argv=None):
     parser.add_argument("--block-rows", type=int, default=16384)
     parser.add_argument("--dir", default="benchmark_output/out_of_core")
     parser.add_argument("--ways", nargs="+", default=["dask", "memory"])
+    # "auto" (the default budget) or an int: short smoke runs.
+    parser.add_argument(
+        "--max-iter", default="auto", type=lambda v: v if v == "auto" else int(v)
+    )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     directory = str(Path(args.dir) / f"{args.rows}x{args.features}")
     if args.run:
-        return run(args.run, directory, args.features)
+        return run(args.run, directory, args.features, args.max_iter)
 
     write_table(directory, args.rows, args.features, args.block_rows)
     size = sum(f.stat().st_size for f in Path(directory).glob("*.npy")) / 1e9
@@ -145,6 +149,7 @@ def main(argv=None):
     for way in args.ways:
         command = [sys.executable, __file__, "--run", way, "--dir", args.dir]
         command += ["--rows", str(args.rows), "--features", str(args.features)]
+        command += ["--max-iter", str(args.max_iter)]
         out = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
 

@@ -4,6 +4,7 @@ This is the only module that knows scikit-learn. The networks, the likelihoods a
 the training loop live in their own torch-only modules.
 """
 
+import copy
 import math
 import warnings
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._concurrency import reads_fitted_state, state_lock
 from ._data import (
     TrainingRows,
     encode_rows,
@@ -151,6 +153,20 @@ def _map_tree(value, leaf_type, convert):
 def _to_numpy(tensor):
     # A copy: a CPU tensor's numpy view would alias the live weights.
     return tensor.detach().cpu().numpy().copy()
+
+
+def _refuse_non_finite(values, method):
+    """Never hand back NaN or infinities: say what went wrong instead."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    rows = int((~finite.reshape(len(values), -1)).any(axis=1).sum())
+    raise ValueError(
+        f"{method} gave non-finite values for {rows} of {len(values)} rows: the "
+        "model's weights have diverged (refit with a smaller learning_rate_init), "
+        "or those rows lie far outside the range of the training data (check them "
+        "for extreme values)."
+    )
 
 
 def _dense_width(X):
@@ -550,16 +566,46 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         training itself diverged, the weights are ruined and are dropped.
         """
         continuing = self._continues_training(incremental)
+        # Trained on a private copy, published in one step: other threads'
+        # inference sees the model before this call or after it, never a mix
+        # (see skvae._concurrency).
+        work = self._private_copy(continuing)
         try:
-            self._fit(X, incremental)
+            work._fit(X, incremental)
         except NonFiniteLossError:
-            self._clear_fitted_state()
+            self._publish(None)
             raise
         except BaseException:
             if not continuing:
-                self._clear_fitted_state()
+                self._publish(None)
             raise
+        self._publish(work)
         return self
+
+    def _private_copy(self, continuing):
+        """A shallow copy to fit; when training continues, with its own copy of
+        the networks, the optimiser (one deepcopy, so that the optimiser still
+        points at the copied parameters) and the history."""
+        work = copy.copy(self)
+        work.__dict__.pop("_numpy_encoder_cache", None)
+        if continuing:
+            work.module_, work.optimizer_ = copy.deepcopy(
+                (self.module_, self.optimizer_)
+            )
+            work.history_ = list(self.history_)
+        return work
+
+    def _publish(self, work):
+        """Replace the fitted state by ``work``'s (None: unfit), in one step."""
+
+        def update():
+            self._clear_fitted_state()
+            if work is not None:
+                state = dict(work.__dict__)
+                state.pop("_state_lock", None)
+                self.__dict__.update(state)
+
+        state_lock(self).write(update)
 
     def _continues_training(self, incremental):
         return hasattr(self, "module_") and (incremental or self.warm_start)
@@ -843,6 +889,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if is_blocked(X):
             return self._validate_blocks(X, reset)
         X, _ = _as_pandas(X)
+        if isinstance(X, pd.DataFrame) and X.columns.has_duplicates:
+            repeated = list(dict.fromkeys(X.columns[X.columns.duplicated()]))
+            raise ValueError(
+                f"X has more than one column named {repeated[0]!r} (repeated "
+                f"names: {repeated}). Each column must have its own name: rename "
+                "or drop the repeats."
+            )
         if self._reads_columns(X, reset):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] < 1:
@@ -989,6 +1042,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # The first layer's weight: cheaper than walking module_.parameters().
         return self.module_.encoder.net[0].weight.device
 
+    @reads_fitted_state
     def transform(self, X, return_std=False):
         """Encode `X` as the means of the posterior q(z|x).
 
@@ -1029,6 +1083,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ):
             x = self.schema_.encode(X, self.handle_unknown).targets
             out = self._numpy_encoder()(x)
+            _refuse_non_finite(out, "transform")
             mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
             Z = mu.astype(dtype)
             return (Z, np.exp(0.5 * log_var).astype(dtype)) if return_std else Z
@@ -1043,9 +1098,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             self._encoded_batches(X),
             inference_batch_rows(self.module_, device, input_width=_dense_width(X)),
         )
+        for result in results:
+            _refuse_non_finite(result, "transform")
         Z = results[0].astype(dtype, copy=False)
         return (Z, results[1].astype(dtype, copy=False)) if return_std else Z
 
+    @reads_fitted_state
     def inverse_transform(self, X):
         """Decode latent codes into the mean of p(x|z), in the original units.
 
@@ -1089,10 +1147,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
             inference_batch_rows(self.module_, device),
         )
+        _refuse_non_finite(
+            values, "sample" if draw is not None else "inverse_transform"
+        )
         return _in_library(
             self.schema_.decode(values, dtype), self.__dict__.get("_frame_library")
         )
 
+    @reads_fitted_state
     def sample(self, n_samples=1, random_state=None):
         """Generate rows: draw z from the prior N(0, I), then x from p(x|z).
 
@@ -1124,6 +1186,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         draw = _make_generator(x_seed, self._model_device())
         return self._decode(Z, draw=draw, dtype=np.float64)
 
+    @reads_fitted_state
     def score_samples(self, X):
         """Importance-weighted lower bound of log p(x) for each row, in nats.
 
@@ -1164,6 +1227,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         noise = self._importance_noise()
         (scores,) = self._importance_map(score, X)
+        _refuse_non_finite(scores, "score_samples")
         return scores
 
     def _importance_noise(self):
@@ -1208,6 +1272,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         return float(np.mean(self.score_samples(X)))
 
+    @reads_fitted_state
     def impute(self, X):
         """Fill the missing entries of `X` with the model's prediction of them.
 
@@ -1241,12 +1306,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (values,) = self._importance_map(
             lambda data: conditional_mean(self.module_, data, noise), X
         )
+        _refuse_non_finite(values, "impute")
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
         filled = self.schema_.fill(X, self.schema_.decode(values, dtype), index)
         return _in_library(filled, self.__dict__.get("_frame_library"))
 
     # ---------------------------------------------------------------- shipping
 
+    @reads_fitted_state
     def to_onnx(self, path=None, *, method="transform", dtype=np.float32):
         """Write :meth:`transform` (or :meth:`inverse_transform`) as an ONNX model.
 
@@ -1343,6 +1410,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # A copy: object.__getstate__ hands back the instance's own __dict__.
         state = dict(super().__getstate__())
         state.pop("_numpy_encoder_cache", None)  # views of this process's tensors
+        state.pop("_state_lock", None)  # a lock of this process
         module = state.pop("module_", None)
         if module is None:
             return state
@@ -1363,12 +1431,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"this version reads formats up to {_STATE_FORMAT}. Upgrade "
                     "skvae to load it."
                 )
-            state = dict(state)
-            del state["_skvae_format"]
-            state["schema_"] = with_dtypes(state["schema_"], dtype_from_portable)
-            weights, optimizer = state.pop("module_"), state.pop("optimizer_")
-            super().__setstate__(state)
-            self._restore_module(weights, optimizer)
+            try:
+                state = dict(state)
+                del state["_skvae_format"]
+                state["schema_"] = with_dtypes(state["schema_"], dtype_from_portable)
+                weights, optimizer = state.pop("module_"), state.pop("optimizer_")
+                super().__setstate__(state)
+                self._restore_module(weights, optimizer)
+            except Exception as error:  # noqa: BLE001 - whatever was altered
+                raise ValueError(
+                    "This saved VAETransformer is damaged or was altered: its state "
+                    f"does not rebuild a model ({type(error).__name__}: {error}). "
+                    "Load an intact copy, or fit the model again."
+                ) from error
             return
         super().__setstate__(state)
 
@@ -1381,7 +1456,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             self._architecture["activation"],
             _make_generator(0, "cpu"),  # its draws are overwritten just below
         )
-        module.load_state_dict(_map_tree(weights, np.ndarray, torch.from_numpy))
+        tensors = _map_tree(weights, np.ndarray, torch.from_numpy)
+        if not all(
+            torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()
+        ):
+            raise ValueError("some weights are NaN or infinite")
+        module.load_state_dict(tensors)
         module.eval()
         self.module_ = module
         self.optimizer_ = make_optimizer(module, self.learning_rate_init)

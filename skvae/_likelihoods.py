@@ -293,7 +293,8 @@ class TableLikelihood(nn.Module):
     def to_values(self, mean):
         """``mean`` in the data's layout, one entry per column (a categorical
         column's most probable level), as ``skvae._schema`` decodes it."""
-        if self._n_values == self._n_columns:
+        if not any(hasattr(block, "to_values") for block in self.blocks):
+            # (Comparing widths would not do: a one-level column's are equal.)
             return mean
         return torch.cat(
             [

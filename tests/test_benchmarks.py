@@ -156,10 +156,19 @@ def test_serving_times_both_engines_on_the_same_rows(capsys):
 def test_out_of_core_fits_from_npy_blocks_and_in_memory(capsys, tmp_path):
     results = load("out_of_core").main(
         ["--rows", "1500", "--features", "6", "--block-rows", "500",
-         "--dir", str(tmp_path)]
+         "--max-iter", "3", "--dir", str(tmp_path)]
     )  # fmt: skip
     assert [r["way"] for r in results] == ["dask", "memory"]
     for r in results:
         assert r["seconds"] > 0 and r["peak_rss_mib"] >= r["rss_before_mib"] > 0
         assert 0 < r["mse"] < 10
     assert "| dask |" in capsys.readouterr().out
+
+
+def test_sparse_input_fits_a_csr_matrix_beside_truncated_svd(capsys):
+    results = load("sparse_input").main(
+        ["--rows", "600", "--columns", "300", "--density", "0.01"]
+    )
+    assert [r["method"] for r in results] == ["skvae", "svd"]
+    assert all(r["fit_s"] > 0 and r["peak_rss_mib"] > 0 for r in results)
+    assert "| TruncatedSVD(2) |" in capsys.readouterr().out

@@ -1,0 +1,126 @@
+"""Regression tests for the defects the property-based tests (test_fuzz.py) and
+the robustness issue found, each kept as a plain test."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from skvae import VAEImputer, VAETransformer
+
+FAST = dict(hidden_layer_sizes=(8,), max_iter=2, warmup_epochs=0, random_state=0)
+
+
+def fitted(X, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return VAETransformer(**{**FAST, **params}).fit(X)
+
+
+def test_a_single_level_column_decodes_to_its_level():
+    # Found by the fuzzer: a one-level column's softmax has one entry, which was
+    # taken for the level's index (1.0) instead of its argmax (0).
+    frame = pd.DataFrame({"c": ["only"] * 5, "x": np.arange(5.0)})
+    vae = fitted(frame)
+    back = vae.inverse_transform(vae.transform(frame))
+    assert list(back["c"]) == ["only"] * 5
+    assert list(vae.sample(3, random_state=0)["c"]) == ["only"] * 3
+
+
+def test_repeated_column_names_are_refused_by_name():
+    # Found by the fuzzer: narwhals' DuplicateError escaped from validate_data.
+    frame = pd.DataFrame([[1.0, 2.0, 3.0]] * 4, columns=["a", "b", "a"])
+    with pytest.raises(ValueError, match="more than one column named 'a'"):
+        VAETransformer(**FAST).fit(frame)
+    vae = fitted(frame.set_axis(["a", "b", "c"], axis=1))
+    with pytest.raises(ValueError, match="more than one column named 'a'"):
+        vae.transform(frame)
+
+
+def test_a_diverged_model_refuses_to_return_infinities():
+    # Found by the fuzzer: one huge Adam step on one row left finite weights
+    # whose log-likelihoods were -inf; now every method says so instead.
+    params = dict(
+        n_components=1,
+        hidden_layer_sizes=1,
+        beta=0.0,
+        learning_rate_init=1000.0,
+        max_iter=1,
+        tol=0.0,
+        n_iter_no_change=1,
+        random_state=3,
+    )
+    X = np.random.RandomState(0).standard_normal((1, 3))
+    vae = VAETransformer(**params).fit(X)
+    with pytest.raises(ValueError, match="non-finite values for 1 of 1 rows"):
+        vae.score_samples(X)
+
+
+def test_float32_values_around_1e30_give_finite_results():
+    X = (np.random.RandomState(0).standard_normal((40, 3)) * 1e30).astype(np.float32)
+    vae = fitted(X)
+    assert np.isfinite(vae.scale_).all()
+    Z = vae.transform(X)
+    for result in (
+        Z,
+        vae.inverse_transform(Z),
+        vae.score_samples(X),
+        vae.sample(5, random_state=0),
+    ):
+        assert np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_integer_columns_at_the_end_of_their_range_round_trip(dtype):
+    top = int(np.iinfo(dtype).max)
+    frame = pd.DataFrame(
+        {
+            "big": np.array([top, top - 1, top - 2] * 10, dtype=dtype),
+            "x": np.arange(30.0),
+        }
+    )
+    vae = fitted(frame)
+    drawn = vae.sample(5, random_state=0)
+    assert drawn["big"].dtype == dtype
+    holes = frame.astype({"x": float}).copy()
+    holes.loc[3, "x"] = np.nan
+    assert vae.impute(holes)["big"].dtype == dtype
+
+
+def test_imputer_whose_second_fit_fails_is_not_fitted():
+    X = np.random.RandomState(0).standard_normal((30, 3))
+    imputer = VAEImputer(VAETransformer(**FAST))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        imputer.fit(X)
+    with pytest.raises(ValueError):
+        imputer.fit(np.full((30, 3), np.inf))
+    assert not hasattr(imputer, "estimator_")
+    imputer.set_params(estimator="not an estimator")
+    with pytest.raises(ValueError):
+        imputer.fit(X)  # a parameter error, too, leaves nothing fitted
+    assert not hasattr(imputer, "estimator_")
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(hidden_layer_sizes=(10**9,)), "would need about .* to train"),
+        (dict(hidden_layer_sizes=(10**6, 10**6)), "smaller hidden_layer_sizes"),
+        (dict(n_importance_samples=10**12), "fewer importance samples"),
+    ],
+)
+def test_a_model_too_big_for_memory_is_refused_before_allocating(params, match):
+    X = np.random.RandomState(0).standard_normal((50, 4))
+    vae = VAETransformer(**{**FAST, **params})
+    with pytest.raises(ValueError, match=match):
+        vae.fit(X)
+    assert not hasattr(vae, "module_")
+
+
+def test_max_iter_is_bounded():
+    X = np.random.RandomState(0).standard_normal((50, 4))
+    with pytest.raises(ValueError, match="max_iter"):
+        VAETransformer(max_iter=10**9).fit(X)
