@@ -88,13 +88,6 @@ def take_rows(X, rows):
     return X[rows]
 
 
-def row_slices(n_rows, batch_rows):
-    """Slices of consecutive rows. (sklearn's gen_batches validates its arguments
-    on every call, which costs more than encoding one row.)"""
-    for start in range(0, n_rows, batch_rows):
-        yield slice(start, start + batch_rows)
-
-
 def _standardises_on_the_fly(schema, X):
     """True for a float array of Gaussian columns: the rows the model sees are
     ``(X - mean) / scale``, cheap enough to compute batch by batch."""
@@ -427,12 +420,28 @@ def map_batches(fn, n_rows, load, batch_rows):
 
     ``fn`` returns a tensor or a tuple of tensors whose first dimension is the
     batch's rows; the results are gathered into float arrays on the host (their
-    dtype the tensors'), one per returned tensor.
+    dtype the tensors'), one per returned tensor. A batch that runs the device
+    out of memory is retried at half the rows, down to one row; one row that
+    does not fit raises ``DeviceMemoryError``.
     """
     outputs = None
+    start = 0
     with torch.inference_mode():
-        for rows in row_slices(n_rows, batch_rows):
-            results = fn(load(rows))
+        while start < n_rows:
+            rows = slice(start, min(start + batch_rows, n_rows))
+            try:
+                results = fn(load(rows))
+            except torch.OutOfMemoryError as error:
+                _release_cached_memory()
+                tried = rows.stop - rows.start
+                if tried == 1:
+                    raise DeviceMemoryError(
+                        "The device ran out of memory on a single row "
+                        f"({error}). Use fewer n_importance_samples or a smaller "
+                        "model, or move it to the CPU."
+                    ) from error
+                batch_rows = max(1, tried // 2)
+                continue
             results = (results,) if isinstance(results, torch.Tensor) else results
             if outputs is None:
                 outputs = [
@@ -444,4 +453,14 @@ def map_batches(fn, n_rows, load, batch_rows):
                 ]
             for output, result in zip(outputs, results, strict=True):
                 output[rows] = result.cpu().numpy()
+            start = rows.stop
     return outputs
+
+
+class DeviceMemoryError(ValueError):
+    """The model's device ran out of memory, with what to change."""
+
+
+def _release_cached_memory():
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

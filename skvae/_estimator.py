@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._concurrency import reads_fitted_state, state_lock
 from ._data import (
+    DeviceMemoryError,
     TrainingRows,
     encode_rows,
     inference_batch_rows,
@@ -575,6 +576,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         except NonFiniteLossError:
             self._publish(None)
             raise
+        except torch.OutOfMemoryError as error:
+            if not continuing:
+                self._publish(None)
+            raise DeviceMemoryError(
+                f"The device ran out of memory while fitting ({error}). Use a "
+                f"smaller batch_size (now {self.batch_size!r}) or smaller "
+                f"hidden_layer_sizes (now {self.hidden_layer_sizes!r}), or "
+                "device='cpu'."
+            ) from error
         except BaseException:
             if not continuing:
                 self._publish(None)

@@ -118,3 +118,44 @@ def test_an_altered_skops_file_is_refused(vae, tmp_path):
         sio.load(cut, trusted=trusted)
     # zipfile's or skops' own refusal, not a failure deep in torch.
     assert "torch" not in type(error.value).__module__
+
+
+def test_inference_that_runs_the_device_out_of_memory_retries_smaller(
+    vae, X, monkeypatch
+):
+    import torch
+
+    expected = vae.transform(X)
+    encode = vae.module_.encode
+    sizes = []
+
+    def needs_small_batches(x, observed=None):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 60:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return encode(x, observed)
+
+    monkeypatch.setattr(vae.module_, "encode", needs_small_batches)
+    np.testing.assert_array_equal(vae.transform(X), expected)
+    # Halved until a batch fits, then the rest of the rows in batches that fit.
+    assert sizes == [400, 200, 100] + [50] * 8
+
+    def never_fits(x, observed=None):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(vae.module_, "encode", never_fits)
+    with pytest.raises(ValueError, match="ran out of memory on a single row"):
+        vae.transform(X)
+
+
+def test_a_fit_that_runs_the_device_out_of_memory_stops_clearly(X, monkeypatch):
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(training, "train_step", out_of_memory)
+    vae = VAETransformer(**FAST)
+    with pytest.raises(ValueError, match="ran out of memory while fitting"):
+        vae.fit(X)
+    assert not hasattr(vae, "module_")
