@@ -40,6 +40,7 @@ from ._networks import ACTIVATIONS, NumpyMLP, build_vae
 from ._onnx import export as onnx_export
 from ._progress import ProgressBar
 from ._resources import check_fits as check_memory
+from ._resources import check_output_fits
 from ._resources import estimate as estimate_memory
 from ._schema import (
     KINDS,
@@ -563,8 +564,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         A call that starts from scratch and fails leaves the estimator unfitted.
         A call that continues a fitted model (``partial_fit``, ``warm_start``)
-        and fails before training, on bad input say, keeps the model it had; if
-        training itself diverged, the weights are ruined and are dropped.
+        and fails, on bad input or because training diverged, keeps the model
+        it had: training ran on a private copy of the networks.
         """
         continuing = self._continues_training(incremental)
         # Trained on a private copy, published in one step: other threads'
@@ -573,9 +574,6 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         work = self._private_copy(continuing)
         try:
             work._fit(X, incremental)
-        except NonFiniteLossError:
-            self._publish(None)
-            raise
         except torch.OutOfMemoryError as error:
             if not continuing:
                 self._publish(None)
@@ -1187,6 +1185,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
+        check_output_fits(n_samples, self.n_components, self.n_features_in_)
         # Separate streams for z and for x given z: one stream for both would make
         # each row's observation noise a copy of its latent draw.
         z_seed, x_seed = _seed_source(random_state).randint(_MAX_SEED, size=2)

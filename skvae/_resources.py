@@ -116,3 +116,16 @@ def check_fits(needs, device, params):
             f"{params['n_importance_samples']}, but {where}. Use fewer importance "
             "samples."
         )
+
+
+def check_output_fits(n_rows, n_components, n_columns):
+    """Refuse a ``sample`` whose codes and rows (float64) cannot fit in host
+    memory, before drawing them."""
+    needs = n_rows * (_FLOAT * n_components + 8 * n_columns)
+    available = available_bytes("cpu")
+    if available is not None and needs > USABLE_SHARE * available:
+        raise ValueError(
+            f"sample(n_samples={n_rows:,}) would need about {_gib(needs)} for the "
+            f"generated rows, but the host has {_gib(available)} available. Draw "
+            "fewer rows at a time."
+        )

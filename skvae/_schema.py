@@ -385,12 +385,45 @@ def _column_stats(X, rows=None):
             )
         total += sums
         total_sq += np.einsum("ij,ij->j", deviations, deviations)
+    if not np.isfinite(total_sq).all():
+        # Squares beyond float64 (values near 1e154 and up): the slow path.
+        return _scaled_column_stats(X, rows, shift)
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = total / count
         variance = np.maximum(total_sq / count - centred**2, 0.0)
     return _ColumnStats(
         mean=shift + centred,
         std=np.sqrt(variance),
+        n_observed=count,
+        constant=(total_sq == 0) & (count > 0),
+    )
+
+
+def _scaled_column_stats(X, rows, shift):
+    """``_column_stats`` for columns whose squared deviations overflow float64:
+    deviations are divided by each column's largest one (a first pass) before
+    they are squared, and the scale multiplied back into the results."""
+    largest = np.zeros(X.shape[1])
+    for chunk in row_chunks(X, rows):
+        deviations = np.abs(chunk.astype(np.float64) - shift)
+        largest = np.fmax(largest, np.nanmax(deviations, axis=0, initial=0.0))
+    largest[largest == 0] = 1.0
+    total = np.zeros(X.shape[1])
+    total_sq = np.zeros(X.shape[1])
+    count = np.zeros(X.shape[1])
+    for chunk in row_chunks(X, rows):
+        scaled = (chunk.astype(np.float64) - shift) / largest
+        missing = np.isnan(scaled)
+        scaled[missing] = 0.0
+        count += scaled.shape[0] - missing.sum(axis=0)
+        total += scaled.sum(axis=0)
+        total_sq += np.einsum("ij,ij->j", scaled, scaled)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = total / count
+        variance = np.maximum(total_sq / count - centred**2, 0.0)
+    return _ColumnStats(
+        mean=shift + largest * centred,
+        std=largest * np.sqrt(variance),
         n_observed=count,
         constant=(total_sq == 0) & (count > 0),
     )
@@ -722,7 +755,10 @@ class TableSchema:
                     observed = np.ones(X.shape, dtype=np.float32)
                 observed[rows] = ~missing
                 standardised[missing] = 0.0
-            targets[rows] = standardised
+            # Values beyond float32 (rows ~1e38 scales from the training data)
+            # become inf, which every method then refuses with a clear error.
+            with np.errstate(over="ignore"):
+                targets[rows] = standardised
         for k, spec in self._not_gaussian:
             seen = slice(None) if observed is None else observed[:, k] > 0
             self._check_range(spec, targets[seen, k])

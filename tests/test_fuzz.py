@@ -364,3 +364,21 @@ def test_imputer_on_mixed_frames(frame):
     filled, error = attempt(imputer.transform, frame)
     if error is None:
         assert_finite_table(filled, *frame.shape)
+
+
+@FUZZ
+@given(first=number_arrays(), second=number_arrays())
+def test_partial_fit_on_chunks_of_any_kind(first, second):
+    vae = VAETransformer(**FAST)
+    fitted, error = attempt(vae.partial_fit, first)
+    if error is not None:
+        assert not hasattr(vae, "module_")
+        return
+    before, _ = attempt(vae.transform, first)
+    fitted, error = attempt(vae.partial_fit, second)
+    if error is not None:  # a refused chunk leaves the model as it was
+        after, _ = attempt(vae.transform, first)
+        if before is not None:
+            np.testing.assert_array_equal(after, before)
+        return
+    check_every_method(vae, second, *second.shape)

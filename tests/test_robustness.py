@@ -124,3 +124,43 @@ def test_max_iter_is_bounded():
     X = np.random.RandomState(0).standard_normal((50, 4))
     with pytest.raises(ValueError, match="max_iter"):
         VAETransformer(max_iter=10**9).fit(X)
+
+
+def test_float64_values_near_1e300_give_finite_results():
+    # Found by the fuzzer: squared deviations of 1e300 overflowed float64, so the
+    # scale was inf and decoded rows NaN; such columns now take a scaled pass.
+    X = np.array([[1.6e300, -6.1e299, -5.3e299], [-1.1e300, np.nan, -2.3e300]] * 5)
+    vae = fitted(X)
+    assert np.isfinite(vae.scale_).all() and np.isfinite(vae.mean_).all()
+    np.testing.assert_allclose(vae.mean_[0], np.mean(X[:, 0]), rtol=1e-12)
+    # (numpy's own std overflows here: compare in units of 1e300)
+    np.testing.assert_allclose(vae.scale_[0], np.std(X[:, 0] / 1e300) * 1e300)
+    Z = vae.transform(X)
+    for result in (vae.inverse_transform(Z), vae.sample(4, random_state=0)):
+        assert np.isfinite(result).all()
+
+
+def test_a_sample_too_big_for_memory_is_refused_before_drawing():
+    vae = fitted(np.random.RandomState(0).standard_normal((30, 3)))
+    with pytest.raises(ValueError, match="Draw fewer rows at a time"):
+        vae.sample(10**15)
+
+
+def test_a_partial_fit_that_diverges_keeps_the_model_it_had():
+    # Found by the fuzzer: a second chunk far outside the first one's range
+    # diverged, and the model was dropped; training now runs on a private
+    # copy, so the model before the call stays.
+    vae = VAETransformer(**FAST).partial_fit(np.array([[2.0]]))
+    before = vae.transform(np.array([[2.0]]))
+    with pytest.raises(ValueError, match="Training diverged"):
+        vae.partial_fit(np.array([[176405235.0]]))
+    np.testing.assert_array_equal(vae.transform(np.array([[2.0]])), before)
+    assert vae.n_iter_ == 1
+
+
+def test_rows_beyond_float32_after_standardising_are_refused_clearly():
+    # Found by the fuzzer: a row ~1e149 scales from the training data overflowed
+    # the float32 cast with a RuntimeWarning, then gave NaN codes.
+    vae = VAETransformer(**FAST).partial_fit(np.array([[np.nan], [-6.1e149]]))
+    with pytest.raises(ValueError, match="far outside the range"):
+        vae.transform(np.array([[0.0], [1.0]]))
