@@ -18,20 +18,34 @@ import threading
 class FittedStateLock:
     """Many readers or one writer. Readers never wait for each other; the
     writer (a fit publishing its state: a dict update) waits for the readers
-    in flight, and new readers wait for it."""
+    in flight, and new readers wait for it.
+
+    A thread that already reads may read again without waiting (a method that
+    calls another, or pickles the estimator, while a writer waits): it would
+    otherwise wait for a writer that waits for it.
+    """
 
     def __init__(self):
         self._condition = threading.Condition()
         self._readers = 0
         self._writing = False
+        self._depth = threading.local()
 
     def acquire_read(self):
+        depth = getattr(self._depth, "value", 0)
+        if depth:
+            self._depth.value = depth + 1
+            return
         with self._condition:
             while self._writing:
                 self._condition.wait()
             self._readers += 1
+        self._depth.value = 1
 
     def release_read(self):
+        self._depth.value -= 1
+        if self._depth.value:
+            return
         with self._condition:
             self._readers -= 1
             if not self._readers:

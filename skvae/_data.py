@@ -30,6 +30,9 @@ from ._schema import is_blocked, row_chunks
 # 64 and 128 MiB gave 500k and 437k.
 INFERENCE_BYTES = {"cpu": 32 * 2**20, "cuda": 1024 * 2**20}
 
+# torch >= 2.5 names it torch.OutOfMemoryError; torch.cuda's is the same class.
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
 # Training rows stay resident on a GPU while they take at most this share of its
 # free memory; above it they stay in host memory and travel a batch at a time.
 RESIDENT_SHARE = 0.5
@@ -431,7 +434,7 @@ def map_batches(fn, n_rows, load, batch_rows):
             rows = slice(start, min(start + batch_rows, n_rows))
             try:
                 results = fn(load(rows))
-            except torch.OutOfMemoryError as error:
+            except OutOfMemoryError as error:
                 _release_cached_memory()
                 tried = rows.stop - rows.start
                 if tried == 1:

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._concurrency import reads_fitted_state, state_lock
 from ._data import (
     DeviceMemoryError,
+    OutOfMemoryError,
     TrainingRows,
     encode_rows,
     inference_batch_rows,
@@ -155,6 +156,12 @@ def _map_tree(value, leaf_type, convert):
 def _to_numpy(tensor):
     # A copy: a CPU tensor's numpy view would alias the live weights.
     return tensor.detach().cpu().numpy().copy()
+
+
+def _is_fitted_name(name, private):
+    """Whether attribute ``name`` is fitted state: ends in ``_`` (scikit-learn's
+    convention) or is one of the ``private`` fitted names."""
+    return (name.endswith("_") and not name.startswith("__")) or name in private
 
 
 def _refuse_non_finite(values, method):
@@ -571,10 +578,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # Trained on a private copy, published in one step: other threads'
         # inference sees the model before this call or after it, never a mix
         # (see skvae._concurrency).
-        work = self._private_copy(continuing)
         try:
+            work = self._private_copy(continuing)
             work._fit(X, incremental)
-        except torch.OutOfMemoryError as error:
+        except OutOfMemoryError as error:
             if not continuing:
                 self._publish(None)
             raise DeviceMemoryError(
@@ -594,8 +601,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """A shallow copy to fit; when training continues, with its own copy of
         the networks, the optimiser (one deepcopy, so that the optimiser still
         points at the copied parameters) and the history."""
-        work = copy.copy(self)
-        work.__dict__.pop("_numpy_encoder_cache", None)
+        # Not copy.copy: that would go through __getstate__, a numpy round trip
+        # of every weight.
+        work = object.__new__(type(self))
+        work.__dict__.update(
+            (name, value)
+            for name, value in self.__dict__.items()
+            if name not in ("_state_lock", "_numpy_encoder_cache")
+        )
         if continuing:
             work.module_, work.optimizer_ = copy.deepcopy(
                 (self.module_, self.optimizer_)
@@ -609,9 +622,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         def update():
             self._clear_fitted_state()
             if work is not None:
-                state = dict(work.__dict__)
-                state.pop("_state_lock", None)
-                self.__dict__.update(state)
+                # Fitted attributes only: a set_params made meanwhile stays.
+                self.__dict__.update(
+                    (name, value)
+                    for name, value in work.__dict__.items()
+                    if _is_fitted_name(name, self._FITTED_PRIVATE)
+                )
 
         state_lock(self).write(update)
 
@@ -626,7 +642,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if continuing:
             self._check_same_architecture()
         if is_blocked(X) or sparse.issparse(X):
-            self._check_gaussian_only(X)
+            self._check_gaussian_only(X, incremental)
         X, library = _as_pandas(X)
         columns, dtypes = (
             (list(X.columns), list(X.dtypes))
@@ -877,10 +893,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _clear_fitted_state(self):
         for name in list(vars(self)):
-            if name.endswith("_") and not name.startswith("__"):
+            if _is_fitted_name(name, self._FITTED_PRIVATE):
                 delattr(self, name)
-        for name in self._FITTED_PRIVATE:
-            self.__dict__.pop(name, None)
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -989,11 +1003,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         validate_data(self, X, reset=reset, skip_check_array=True)
         return X
 
-    def _check_gaussian_only(self, X):
+    def _check_gaussian_only(self, X, incremental):
         """Refuse, before any work, what a fit on a dask array or a sparse
         matrix cannot do."""
         source = "a sparse matrix" if sparse.issparse(X) else "a dask array"
-        if self.early_stopping and not sparse.issparse(X):
+        # (partial_fit never stops early, whatever the input.)
+        if self.early_stopping and not incremental and not sparse.issparse(X):
             raise ValueError(
                 "early_stopping=True needs a held-out split of rows in memory, "
                 "which a dask array's fit does not make. Set early_stopping=False, "
@@ -1016,10 +1031,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """``method`` over the blocks of the dask array `X`, lazily: a dask
         array of ``width`` columns (None: one value per row)."""
         X = self._validate_X(X, reset=False)
-        dtype = X.dtype if method != self.score_samples else np.float64
+        scoring = method == "score_samples"
+        dtype = np.float64 if scoring else X.dtype
+        # A frozen view of this model: fits publish new objects and never
+        # change the published ones, so blocks computed later, after a fit,
+        # still use the model this call saw.
+        snapshot = getattr(self._private_copy(continuing=False), method)
         if width is None:
-            return X.map_blocks(method, dtype=dtype, drop_axis=1)
-        return X.map_blocks(method, dtype=dtype, chunks=(X.chunks[0], (width,)))
+            meta = np.empty((0,), dtype)
+            return X.map_blocks(snapshot, dtype=dtype, drop_axis=1, meta=meta)
+        return X.map_blocks(
+            snapshot,
+            dtype=dtype,
+            chunks=(X.chunks[0], (width,)),
+            meta=np.empty((0, width), dtype),
+        )
 
     def _reads_columns(self, X, reset):
         """True when `X` must be read column by column rather than as one array."""
@@ -1078,9 +1104,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     "return_std=True is not available for a dask array: call "
                     "transform on its blocks (X.map_blocks) instead."
                 )
-            return self._map_blocks(self.transform, X, self.n_components)
+            return self._map_blocks("transform", X, self.n_components)
         X = self._validate_X(X, reset=False)
-        dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
+        dtype = (
+            X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
+        )
         device = self._model_device()
         if sparse.issparse(X) and X.shape[0] <= _NUMPY_PATH_MAX_ROWS:
             X = X.toarray()  # a few rows: the fast path below
@@ -1219,7 +1247,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         if is_blocked(X):
-            return self._map_blocks(self.score_samples, X, None)
+            return self._map_blocks("score_samples", X, None)
         X = self._validate_X(X, reset=False)
         # In the caller's units: the standardisation's Jacobian, over the
         # Gaussian entries each row has.
@@ -1416,8 +1444,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         saved model loads anywhere (a GPU-trained one on the CPU), and
         ``skops.io`` can load it without trusting any type but skvae's own.
         """
-        # A copy: object.__getstate__ hands back the instance's own __dict__.
-        state = dict(super().__getstate__())
+        # A copy: object.__getstate__ hands back the instance's own __dict__;
+        # taken under the read lock, so never between a fit's publishing steps.
+        lock = state_lock(self)
+        lock.acquire_read()
+        try:
+            state = dict(super().__getstate__())
+        finally:
+            lock.release_read()
         state.pop("_numpy_encoder_cache", None)  # views of this process's tensors
         state.pop("_state_lock", None)  # a lock of this process
         module = state.pop("module_", None)

@@ -367,8 +367,10 @@ def _column_stats(X, rows=None):
     count = np.zeros(n_columns)
     for chunk in row_chunks(X, rows):
         deviations = chunk.astype(np.float64)
-        deviations -= shift
-        sums = deviations.sum(axis=0)
+        # Overflow (values near 1e154 and up) is caught after the loop.
+        with np.errstate(over="ignore", invalid="ignore"):
+            deviations -= shift
+            sums = deviations.sum(axis=0)
         if np.isnan(sums).any():  # holes: only then pay for a mask
             missing = np.isnan(deviations)
             deviations[missing] = 0.0
@@ -384,7 +386,8 @@ def _column_stats(X, rows=None):
                 "numbers, or with NaN to count them as missing."
             )
         total += sums
-        total_sq += np.einsum("ij,ij->j", deviations, deviations)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total_sq += np.einsum("ij,ij->j", deviations, deviations)
     if not np.isfinite(total_sq).all():
         # Squares beyond float64 (values near 1e154 and up): the slow path.
         return _scaled_column_stats(X, rows, shift)
@@ -403,16 +406,22 @@ def _scaled_column_stats(X, rows, shift):
     """``_column_stats`` for columns whose squared deviations overflow float64:
     deviations are divided by each column's largest one (a first pass) before
     they are squared, and the scale multiplied back into the results."""
+    # Each column's largest magnitude, as a power of two (exact divisions):
+    # values and shift are scaled before they are subtracted, which could
+    # itself overflow (1.7e308 - -1.7e308).
     largest = np.zeros(X.shape[1])
     for chunk in row_chunks(X, rows):
-        deviations = np.abs(chunk.astype(np.float64) - shift)
-        largest = np.fmax(largest, np.nanmax(deviations, axis=0, initial=0.0))
-    largest[largest == 0] = 1.0
+        magnitudes = np.abs(chunk.astype(np.float64))
+        largest = np.fmax(largest, np.nanmax(magnitudes, axis=0, initial=0.0))
+    # 2**(e - 1) <= largest < 2**e: scaled magnitudes stay below 2, and the
+    # power itself is finite even for the largest floats.
+    _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
+    largest = np.ldexp(1.0, exponent - 1)
     total = np.zeros(X.shape[1])
     total_sq = np.zeros(X.shape[1])
     count = np.zeros(X.shape[1])
     for chunk in row_chunks(X, rows):
-        scaled = (chunk.astype(np.float64) - shift) / largest
+        scaled = chunk.astype(np.float64) / largest - shift / largest
         missing = np.isnan(scaled)
         scaled[missing] = 0.0
         count += scaled.shape[0] - missing.sum(axis=0)
@@ -434,9 +443,16 @@ def _sparse_column_stats(X):
     no dense copy. A column is constant when its largest and smallest entries
     (implicit zeros included) are equal."""
     n_rows = X.shape[0]
+    X = X.tocsc()
     mean = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel() / max(n_rows, 1)
-    squares = X.multiply(X).sum(axis=0, dtype=np.float64)
-    variance = np.maximum(np.asarray(squares).ravel() / max(n_rows, 1) - mean**2, 0)
+    # Squared deviations from the mean, in float64: the non-zeros', and the
+    # implicit zeros' (no E[x^2] - mean^2, which cancels for large means).
+    per_column = np.diff(X.indptr)
+    columns = np.repeat(np.arange(X.shape[1]), per_column)
+    deviations = X.data.astype(np.float64) - mean[columns]
+    squares = np.bincount(columns, weights=deviations**2, minlength=X.shape[1])
+    squares += (n_rows - per_column) * mean**2
+    variance = squares / max(n_rows, 1)
     highest = X.max(axis=0).toarray().ravel()
     lowest = X.min(axis=0).toarray().ravel()
     return _ColumnStats(

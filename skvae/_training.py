@@ -332,12 +332,20 @@ def validation_score(model, X_val, noise, chunk_rows=8192):
     Scored in chunks, so a large validation split never holds every row's hidden
     activations at once.
     """
-    X_val = as_training_rows(X_val).all()
-    total = torch.zeros((), device=X_val.device)
+    X_val = as_training_rows(X_val)
+    # Rows held whole are scored from one tensor; rows densified a batch at a
+    # time (a sparse matrix) are read a chunk at a time, never all at once.
+    whole = X_val.all() if X_val.resident else None
+    total = torch.zeros((), device=noise.device)
     with torch.inference_mode():
         for start in range(0, len(X_val), chunk_rows):
             rows = slice(start, start + chunk_rows)
-            log_lik, kl = elbo_terms(model, X_val[rows], noise[:, rows])
+            if whole is not None:
+                chunk = whole[rows]
+            else:
+                positions = torch.arange(start, min(start + chunk_rows, len(X_val)))
+                chunk = X_val.batch(positions)
+            log_lik, kl = elbo_terms(model, chunk, noise[:, rows])
             total += (log_lik - kl).sum()
     return (total / len(X_val)).item()
 
@@ -391,7 +399,9 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     X = as_training_rows(X)
     val_noise = None
     if config.early_stopping:
-        X_val = as_training_rows(X_val).all()
+        X_val = as_training_rows(X_val)
+        if X_val.resident:  # moved to the device once, not every epoch
+            X_val = as_training_rows(X_val.all())
         val_noise = fixed_noise((1, len(X_val), model.n_components), X_val.device)
     best_state = None
     if (

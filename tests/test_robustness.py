@@ -164,3 +164,96 @@ def test_rows_beyond_float32_after_standardising_are_refused_clearly():
     vae = VAETransformer(**FAST).partial_fit(np.array([[np.nan], [-6.1e149]]))
     with pytest.raises(ValueError, match="far outside the range"):
         vae.transform(np.array([[0.0], [1.0]]))
+
+
+# ---- found by a review of the change, each kept as a test
+
+
+def test_a_thread_that_reads_may_read_again_while_a_writer_waits():
+    import threading
+
+    from skvae._concurrency import FittedStateLock
+
+    lock, done = FittedStateLock(), threading.Event()
+    lock.acquire_read()
+    writer = threading.Thread(target=lock.write, args=(done.set,))
+    writer.start()
+    while not lock._writing:  # the writer now waits for this reader
+        threading.Event().wait(0.001)
+    lock.acquire_read()  # would wait for the writer, which waits for us
+    lock.release_read()
+    lock.release_read()
+    writer.join(timeout=10)
+    assert done.is_set() and not writer.is_alive()
+
+
+def test_a_fit_copies_the_estimator_without_its_saved_state(monkeypatch):
+    X = np.random.RandomState(0).standard_normal((40, 3))
+    vae = fitted(X)
+
+    def no_pickling(self):
+        raise AssertionError("a fit must not round-trip the state through numpy")
+
+    monkeypatch.setattr(VAETransformer, "__getstate__", no_pickling)
+    vae.partial_fit(X)
+    fitted(X)
+
+
+def test_publishing_a_fit_keeps_parameters_set_meanwhile():
+    X = np.random.RandomState(0).standard_normal((40, 3))
+    vae = fitted(X)
+    work = vae._private_copy(continuing=False)
+    vae.set_params(beta=0.25)  # while the copy "trains"
+    vae._publish(work)
+    assert vae.beta == 0.25 and hasattr(vae, "module_")
+
+
+def test_columns_spanning_the_whole_float64_range_get_finite_statistics():
+    from skvae._schema import _column_stats
+
+    stats = _column_stats(np.array([[1.7e308], [-1.7e308], [0.0]]))
+    assert np.isfinite(stats.mean).all() and np.isfinite(stats.std).all()
+    np.testing.assert_allclose(stats.std, np.std([1.7, -1.7, 0.0]) * 1e308)
+
+
+def test_sparse_statistics_do_not_cancel_for_large_means():
+    from scipy import sparse
+
+    from skvae._schema import _column_stats
+
+    rng = np.random.RandomState(0)
+    X = 1e8 + rng.standard_normal((500, 2))
+    X[rng.rand(500) < 0.5, 0] = 0.0
+    stats = _column_stats(sparse.csr_matrix(X))
+    np.testing.assert_allclose(stats.std, X.std(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(stats.mean, X.mean(axis=0), rtol=1e-12)
+
+
+def test_sparse_float32_input_gives_float32_codes():
+    from scipy import sparse
+
+    X = sparse.random(60, 8, density=0.3, random_state=0, dtype=np.float32)
+    vae = fitted(X.tocsr())
+    assert vae.transform(X.tocsr()).dtype == np.float32
+
+
+def test_sparse_early_stopping_never_densifies_the_validation_rows(monkeypatch):
+    from scipy import sparse
+
+    from skvae._data import SparseRows
+
+    def whole(self):
+        raise AssertionError("the validation rows must be read a chunk at a time")
+
+    monkeypatch.setattr(SparseRows, "all", whole)
+    X = sparse.random(200, 8, density=0.3, random_state=0, format="csr")
+    vae = fitted(X, early_stopping=True, max_iter=3)
+    assert len(vae.validation_scores_) == 3
+
+
+def test_partial_fit_on_a_dask_array_ignores_early_stopping_as_it_always_does():
+    import dask.array as da
+
+    X = da.from_array(np.random.RandomState(0).standard_normal((200, 3)), chunks=50)
+    vae = VAETransformer(**FAST, early_stopping=True).partial_fit(X)
+    assert vae.n_iter_ == 1
