@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from ._schema import is_blocked, row_chunks
+from ._schema import RowBlocks, is_blocked, row_chunks
 
 # Memory one inference batch may take on each kind of device (activations of
 # every layer, and of every draw for the importance-sampled methods): large
@@ -301,8 +301,8 @@ class BlockedRows(TrainingRows):
     def __init__(self, schema, X, device):
         self.device = torch.device(device)
         self.resident = False
-        self.X = X
-        self.sizes = [int(n) for n in X.chunks[0]]
+        self.blocks = RowBlocks(X)
+        self.sizes = self.blocks.sizes
         self._standardise = _Standardiser(schema, self.device)
         self._block = None
 
@@ -317,8 +317,7 @@ class BlockedRows(TrainingRows):
         return self.device
 
     def _read(self, b):
-        block = np.asarray(self.X.blocks[b].compute())
-        return _shareable(block).to(self.device)
+        return _shareable(self.blocks.read(b)).to(self.device)
 
     def epoch(self, generator, n_components):
         device = generator.device

@@ -470,10 +470,46 @@ def is_blocked(X):
     return type(X).__module__.startswith("dask.") and hasattr(X, "blocks")
 
 
+class RowBlocks:
+    """The row blocks of a dask array (one column chunk), each read as a numpy
+    array when asked for.
+
+    The graph is split into one task per block once. Blocks are computed in
+    this thread (dask's synchronous scheduler): the default threaded one costs
+    about 200 ms a block in dispatch (2.8 s against 0.19 s for twelve 64 MiB
+    ``.npy`` blocks). With a dask.distributed client active, its scheduler
+    computes them, where the data lives.
+    """
+
+    def __init__(self, X):
+        self.tasks = X.to_delayed().ravel()
+        self.sizes = [int(n) for n in X.chunks[0]]
+        self.scheduler = None if _distributed_client_active() else "synchronous"
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def read(self, b):
+        return np.asarray(self.tasks[b].compute(scheduler=self.scheduler))
+
+
+def _distributed_client_active():
+    try:
+        from distributed import default_client
+    except ImportError:
+        return False
+    try:
+        default_client()
+    except ValueError:
+        return False
+    return True
+
+
 def row_blocks(X):
     """The blocks of a dask array's rows as numpy arrays, one at a time."""
-    for b in range(X.numblocks[0]):
-        yield np.asarray(X.blocks[b].compute())
+    blocks = RowBlocks(X)
+    for b in range(len(blocks)):
+        yield blocks.read(b)
 
 
 def row_chunks(X, rows=None):

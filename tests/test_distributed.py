@@ -144,3 +144,12 @@ def test_grid_search_through_joblib_ray_backend_matches_a_local_one(X):
         remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
     )
     assert all(n == 1 for n in threads)  # a 1-CPU Ray task runs torch on 1 thread
+
+
+def test_a_fit_on_a_dask_array_reads_its_blocks_through_the_client(client, X):
+    from skvae._schema import RowBlocks
+
+    blocks = da.from_array(X, chunks=60)
+    assert RowBlocks(blocks).scheduler is None  # the client's, where data lives
+    vae = VAETransformer(**FAST).fit(blocks)
+    np.testing.assert_allclose(vae.mean_, X.mean(axis=0))

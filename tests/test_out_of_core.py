@@ -159,3 +159,12 @@ def test_transform_of_blocks_checks_the_width(table):
     vae = fit(table)
     with pytest.raises(ValueError, match="features"):
         vae.transform(da.from_array(table[:, :3], chunks=BLOCK_ROWS))
+
+
+def test_blocks_are_read_in_this_thread_without_a_cluster(table):
+    from skvae._schema import RowBlocks
+
+    blocks = RowBlocks(da.from_array(table, chunks=BLOCK_ROWS))
+    # dask's threaded scheduler costs ~200 ms a block in dispatch.
+    assert blocks.scheduler == "synchronous" and len(blocks) == 6
+    np.testing.assert_array_equal(blocks.read(1), table[BLOCK_ROWS : 2 * BLOCK_ROWS])
