@@ -376,8 +376,7 @@ class SparseRows(TrainingRows):
         return self._standardise(torch.from_numpy(self.X[rows].toarray()))
 
     def all(self):
-        rows = np.arange(self.X.shape[0]) if self.rows is None else self.rows
-        return self._standardise(torch.from_numpy(self.X[rows].toarray()))
+        return self.batch(torch.arange(len(self)))
 
 
 def as_training_rows(x, device=None):

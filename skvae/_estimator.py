@@ -928,12 +928,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if not reset:
                 self.schema_.check_columns(X)
             return X
-        if not reset and not self.schema_.numeric:
-            raise ValueError(
-                "This VAETransformer was fitted on a DataFrame with non-numeric "
-                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
-                "with the same columns and dtypes."
-            )
+        if not reset:
+            self._check_model_reads_numbers()
         if not reset and _plain_float_rows(X):
             # Already a float matrix: the array checks reduce to one for
             # infinities, and with no feature names to compare, validate_data's
@@ -990,18 +986,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"A dask array of dtype {X.dtype} cannot be read as numbers. Pass "
                 "an array of floats, integers or booleans."
             )
-        if not reset and not self.schema_.numeric:
-            raise ValueError(
-                "This VAETransformer was fitted on a DataFrame with non-numeric "
-                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
-                "with the same columns and dtypes."
-            )
+        if not reset:
+            self._check_model_reads_numbers()
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float64)
         if len(X.chunks[1]) > 1:  # a block must hold whole rows
             X = X.rechunk({1: -1})
         validate_data(self, X, reset=reset, skip_check_array=True)
         return X
+
+    def _check_model_reads_numbers(self):
+        """Refuse an array for a model fitted on a DataFrame of labels."""
+        if not self.schema_.numeric:
+            raise ValueError(
+                "This VAETransformer was fitted on a DataFrame with non-numeric "
+                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
+                "with the same columns and dtypes."
+            )
 
     def _check_gaussian_only(self, X, incremental):
         """Refuse, before any work, what a fit on a dask array or a sparse

@@ -341,12 +341,9 @@ def decoder_graph(builder, module, schema, z, outputs, dtype=np.float32):
     blocks = builder.split(params, likelihood._widths)
     ordered = schema.ordered()
     values = []  # one (n, 1) value per model column, as decode reads them
-    k = 0
     for block, part in zip(likelihood.blocks, blocks, strict=True):
         width = getattr(block, "n_features", 1)
-        specs = ordered[k : k + width]
-        k += width
-        values.extend(_block_values(builder, block, part, specs, width, dtype))
+        values.extend(_block_values(builder, block, part, width, dtype))
     single = single_tensor(schema)
     entries = {}
     for spec, position, value in zip(ordered, schema.order, values, strict=True):
@@ -362,7 +359,7 @@ def decoder_graph(builder, module, schema, z, outputs, dtype=np.float32):
     return outputs
 
 
-def _block_values(builder, block, params, specs, width, dtype):
+def _block_values(builder, block, params, width, dtype):
     """A likelihood block's means, one (n, 1) value per column: floats, or a
     label column's level index (int64)."""
     kind = type(block).__name__

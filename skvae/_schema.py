@@ -1,8 +1,9 @@
 """The table schema: which likelihood models each column, and the conversion
 between the caller's table (ndarray or DataFrame) and the model's float32 arrays.
 
-numpy and pandas only: nothing here knows about torch or scikit-learn. The model
-sees one entry per column, columns grouped by kind in the order of ``KINDS`` so
+numpy, pandas and scipy.sparse only (a dask array is told by its type, never
+imported): nothing here knows about torch or scikit-learn. The model sees one
+entry per column, columns grouped by kind in the order of ``KINDS`` so
 that each likelihood block reads one contiguous slice:
 
 - ``targets`` (what the likelihood scores): Gaussian columns standardised,
