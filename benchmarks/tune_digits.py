@@ -4,7 +4,14 @@ Each setting is fitted on a stratified 70 % training split of scikit-learn's dig
 (split ``random_state=0``, ``StandardScaler`` fitted on the training part) with each
 of the given ``random_state`` values, and measured on the held-out 30 %: 5-NN
 accuracy of the latent codes, reconstruction MSE in standardised units, fit time,
-epochs run and held-out ``score``. Medians over the seeds are printed, one line per
+epochs run and held-out ``score``.
+
+A few near-constant pixels make the MSE a lottery on a handful of entries: once
+standardised by the training rows' spread, some held-out pixels read 50-86, so
+one entry's squared error can move the MSE by 0.2 (of 24,192 entries). The
+``MSE w/o top 10`` column leaves out each fit's 10 largest squared errors: the
+fit's error on the other 99.96 % of the entries, which moves far less from seed
+to seed. Medians over the seeds are printed, one line per
 setting and latent size (the numbers recorded in ``benchmarks/README.md``).
 
     python benchmarks/tune_digits.py                       # the defaults, k=2 and 10
@@ -48,9 +55,11 @@ def measure(setting, n_components, seed, split):
     seconds = time.perf_counter() - start
     knn = KNeighborsClassifier(5).fit(vae.transform(X_train), y_train)
     Z_test = vae.transform(X_test)
+    squared_errors = np.sort(((vae.inverse_transform(Z_test) - X_test) ** 2).ravel())
     return {
         "5-NN": knn.score(Z_test, y_test),
-        "MSE": float(np.mean((vae.inverse_transform(Z_test) - X_test) ** 2)),
+        "MSE": float(squared_errors.mean()),
+        "MSE w/o top 10": float(squared_errors[:-10].mean()),
         "fit s": seconds,
         "epochs": vae.n_iter_,
         "score": vae.score(X_test),
@@ -69,8 +78,11 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
     split = digits_split()
-    print("| setting | k | 5-NN | MSE | fit s | epochs | held-out score | per seed |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| setting | k | 5-NN | MSE | MSE w/o top 10 | fit s | epochs "
+        "| held-out score | per seed (5-NN/MSE) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for setting in args.setting or [{}]:
         for k in args.n_components:
             runs = [measure(setting, k, seed, split) for seed in args.seeds]
@@ -78,7 +90,8 @@ def main(argv=None):
             per_seed = ", ".join(f"{r['5-NN']:.3f}/{r['MSE']:.3f}" for r in runs)
             print(
                 f"| {json.dumps(setting)} | {k} | {median['5-NN']:.3f} | "
-                f"{median['MSE']:.3f} | {median['fit s']:.1f} | "
+                f"{median['MSE']:.3f} | {median['MSE w/o top 10']:.3f} | "
+                f"{median['fit s']:.1f} | "
                 f"{median['epochs']:.0f} | {median['score']:.1f} | {per_seed} |"
             )
 

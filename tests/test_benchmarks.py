@@ -93,6 +93,8 @@ def test_tune_digits_prints_a_median_line_per_setting(capsys):
     assert len(rows) == 1
     cells = rows[0].split(" | ")
     assert 0 <= float(cells[2]) <= 1 and float(cells[3]) > 0  # 5-NN, MSE
+    # Leaving out the largest squared errors can only lower the mean.
+    assert 0 < float(cells[4]) <= float(cells[3])
 
 
 def test_scale_prints_a_row_per_table_and_method(capsys):
