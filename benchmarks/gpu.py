@@ -7,8 +7,10 @@ one-off costs (CUDA context, kernels, torch's optimiser imports):
 1. a default ``VAETransformer().fit`` (the automatic budget) on the device:
    time, plan, held-out MSE;
 2. training rate at ``--batch-size`` (1,024 by default): two epochs of
-   VAETransformer against two epochs of the hand-written loop of ``speed.py``
-   on a tensor already on the device (rows per second, and their ratio);
+   VAETransformer, with its steps replayed from CUDA graphs (the default on a
+   GPU) and with ``SKVAE_CUDA_GRAPHS=0``, against two epochs of the
+   hand-written loop of ``speed.py`` on a tensor already on the device (rows
+   per second, and their ratios);
 3. ``transform`` of the whole float32 array from host memory, validation and
    transfers included (rows per second, median of three).
 
@@ -22,6 +24,7 @@ at batch 1,024 at least 2x the hand-written loop's rows/s; transform at
 
 import argparse
 import importlib.util
+import os
 import statistics
 import time
 import warnings
@@ -69,20 +72,26 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = measure(args, X, X_test, speed)
-    fit_s, mse, plan, skvae_rate, hand_rate, transform_s = results
+    fit_s, mse, plan, skvae_rate, eager_rate, graphed, hand_rate, transform_s = results
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"{args.rows:,} x {args.features} float32 on {name}")
     print("| measure | skvae | hand-written | ratio | target |")
     print("|---|---|---|---|---|")
     print(
-        f"| default fit (plan {plan['batch_size']} x {plan['max_iter']}), s "
+        f"| default fit (plan {plan['batch_size']} x {plan['max_iter']}, CUDA "
+        f"graphs {'on' if plan['cuda_graphs'] else 'off'}), s "
         f"| {fit_s:.1f} | | | under 20 s at 1,000,000 x 100 |"
     )
     print(f"| held-out MSE of the default fit (floor 0.01) | {mse:.4f} | | | |")
     print(
-        f"| train rows/s at batch {args.batch_size} (2 epochs, whole fit) "
+        f"| train rows/s at batch {args.batch_size} (2 epochs, whole fit, CUDA "
+        f"graphs {'on' if graphed else 'off'}) "
         f"| {skvae_rate:,.0f} | {hand_rate:,.0f} | {skvae_rate / hand_rate:.2f}x "
         "| 2x |"
+    )
+    print(
+        f"| the same, SKVAE_CUDA_GRAPHS=0 (eager steps) "
+        f"| {eager_rate:,.0f} | {hand_rate:,.0f} | {eager_rate / hand_rate:.2f}x | |"
     )
     print(
         f"| transform rows/s (from host float32) | {args.rows / transform_s:,.0f} "
@@ -92,6 +101,8 @@ def main(argv=None):
         "fit_s": fit_s,
         "mse": mse,
         "train_ratio": skvae_rate / hand_rate,
+        "eager_train_ratio": eager_rate / hand_rate,
+        "cuda_graphs": graphed,
         "transform_rows_per_s": args.rows / transform_s,
     }
 
@@ -106,7 +117,8 @@ def measure(args, X, X_test, speed):
     mse = float(np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2))
     plan = vae.training_plan_
 
-    def skvae_epochs():
+    def skvae_epochs(graphs):
+        os.environ["SKVAE_CUDA_GRAPHS"] = "1" if graphs else "0"
         return VAETransformer(
             device=device,
             batch_size=args.batch_size,
@@ -116,18 +128,31 @@ def measure(args, X, X_test, speed):
             random_state=0,
         ).fit(X)
 
-    skvae_s, _ = timed(skvae_epochs, device)
+    skvae_s, graphed_fit = timed(lambda: skvae_epochs(True), device)
+    eager_s, _ = timed(lambda: skvae_epochs(False), device)
+    os.environ.pop("SKVAE_CUDA_GRAPHS")
     tensor = torch.from_numpy((X - X.mean(0)) / X.std(0)).to(device)
     speed.hand_written_fit(tensor[:2000], 2, 1, args.batch_size)  # warm-up
     hand_epoch_s, _ = speed.hand_written_fit(tensor, 2, 2, args.batch_size)
     skvae_rate = 2 * args.rows / skvae_s
+    eager_rate = 2 * args.rows / eager_s
+    graphed = graphed_fit.training_plan_["cuda_graphs"]
     hand_rate = args.rows / hand_epoch_s
 
     vae.transform(X[:1000])
     transform_s = statistics.median(
         timed(lambda: vae.transform(X), device)[0] for _ in range(3)
     )
-    return fit_s, mse, plan, skvae_rate, hand_rate, transform_s
+    return (
+        fit_s,
+        mse,
+        plan,
+        skvae_rate,
+        eager_rate,
+        graphed,
+        hand_rate,
+        transform_s,
+    )
 
 
 if __name__ == "__main__":

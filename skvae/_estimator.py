@@ -379,7 +379,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     training_plan_ : dict
         The last training call's budget, "auto" values resolved:
         ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``, ``max_steps``
-        and ``max_samples``, and ``n_rows`` (the training rows).
+        and ``max_samples``, and ``n_rows`` (the training rows); and
+        ``cuda_graphs``, whether its full batches replayed their forward and
+        backward passes from captured CUDA graphs (on a GPU, for a call of at
+        least 200 steps; ``SKVAE_CUDA_GRAPHS=0`` turns them off).
     best_loss_ : float or None
         Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
     validation_scores_ : list of float or None
@@ -724,6 +727,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "warmup_epochs": plan.warmup_epochs,
             "max_steps": plan.max_steps,
             "max_samples": plan.max_samples,
+            "cuda_graphs": history.cuda_graphs,
         }
         self._record(history, config, incremental=incremental)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ._data import as_model_data, as_training_rows
+from ._graphs import GraphedStep, wants_graphs
 from ._likelihoods import _LOG_2PI
 
 
@@ -222,6 +223,10 @@ class TrainingHistory:
     stop_reason: str = "max_epochs"  # or "converged", "interrupted"
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
+    # Whether full batches replayed their forward and backward passes from CUDA
+    # graphs, and what stopped a capture (then the steps ran eagerly).
+    cuda_graphs: bool = False
+    cuda_graph_failure: Exception | None = None
 
     @property
     def n_epochs(self):
@@ -269,6 +274,20 @@ def kl_weight(progress, beta, warmup_epochs):
     return beta * min(1.0, progress / warmup_epochs)
 
 
+def minibatch_loss(model, x, noise, beta):
+    """The loss a step minimises on ``x``: the mean of -E_q[log p(x|z)] + beta KL.
+
+    ``beta`` is a number or a device scalar (the CUDA graphs' input). Returns the
+    loss and, detached, the batch sums of the reconstruction term and of the KL
+    term, in that order.
+    """
+    log_lik, kl = elbo_terms(model, x, noise)
+    # Every operation here runs once a step: skip the multiply when it is a no-op.
+    weighted_kl = kl if not torch.is_tensor(beta) and beta == 1.0 else beta * kl
+    loss = (weighted_kl - log_lik).mean()
+    return loss, torch.stack((-log_lik.detach(), kl.detach())).sum(dim=1)
+
+
 def train_step(model, optimizer, x, noise, beta):
     """One Adam step on ``x``.
 
@@ -276,18 +295,27 @@ def train_step(model, optimizer, x, noise, beta):
     -E_q[log p(x|z)] and of the KL term, in that order.
     """
     optimizer.zero_grad(set_to_none=True)
-    log_lik, kl = elbo_terms(model, x, noise)
-    # Every operation here runs once a step: skip the multiply when it is a no-op.
-    weighted_kl = kl if beta == 1.0 else beta * kl
-    loss = (weighted_kl - log_lik).mean()
+    loss, sums = minibatch_loss(model, x, noise, beta)
     loss.backward()
     optimizer.step()
-    with torch.no_grad():
-        return torch.stack((-log_lik, kl)).sum(dim=1)
+    return sums
 
 
-def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
-    """One pass over the rows of ``X`` (``TrainingRows``) in shuffled minibatches.
+def make_step(model, optimizer, batch_size, n_steps):
+    """The step function of a training call: ``train_step``, or on a GPU, for a
+    call long enough to pay for the capture, the same step with its forward and
+    backward passes replayed from CUDA graphs (``skvae._graphs``)."""
+    device = next(model.parameters()).device
+    if wants_graphs(device, n_steps):
+        return GraphedStep(model, optimizer, batch_size, minibatch_loss, train_step)
+    return train_step
+
+
+def run_epoch(
+    model, optimizer, X, config, generator, epochs_done=0, step_function=train_step
+):
+    """One pass over the rows of ``X`` (``TrainingRows``) in shuffled minibatches,
+    each trained on by ``step_function`` (``train_step``'s signature).
 
     Returns the mean reconstruction term -E_q[log p(x|z)] and mean KL per row.
     """
@@ -305,7 +333,7 @@ def run_epoch(model, optimizer, X, config, generator, epochs_done=0):
             progress = epochs_done + step / n_batches
             beta = kl_weight(progress, config.beta, config.warmup_epochs)
             # Accumulate on the device: one host sync per epoch, not one a batch.
-            totals += train_step(
+            totals += step_function(
                 model,
                 optimizer,
                 X.batch(rows),
@@ -415,13 +443,23 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     epochs_without_improvement = 0
     started = time.perf_counter()
     steps_per_epoch = X.n_batches(config.batch_size)
+    step_function = make_step(
+        model, optimizer, config.batch_size, config.max_epochs * steps_per_epoch
+    )
+    history.cuda_graphs = isinstance(step_function, GraphedStep)
     model.train()
     try:
         for epoch in range(first_epoch + 1, first_epoch + config.max_epochs + 1):
             learning_rate = learning_rate_at(epoch - first_epoch, config)
             set_learning_rate(optimizer, learning_rate)
             reconstruction, kl = run_epoch(
-                model, optimizer, X, config, generator, epochs_done=epoch - 1
+                model,
+                optimizer,
+                X,
+                config,
+                generator,
+                epochs_done=epoch - 1,
+                step_function=step_function,
             )
             loss = reconstruction + config.beta * kl
             if not math.isfinite(loss):
@@ -470,6 +508,9 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         history.stop_reason = "interrupted"
     finally:
         model.eval()
+    if history.cuda_graphs:
+        history.cuda_graphs = step_function.replays
+        history.cuda_graph_failure = step_function.failure
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
