@@ -37,6 +37,11 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 # free memory; above it they stay in host memory and travel a batch at a time.
 RESIDENT_SHARE = 0.5
 
+INFINITY_MESSAGE = (
+    "Input X contains infinity. Replace infinite values with finite ones, or "
+    "with NaN to count them as missing."
+)
+
 
 @dataclass
 class ModelData:
@@ -91,7 +96,7 @@ def take_rows(X, rows):
     return X[rows]
 
 
-def _standardises_on_the_fly(schema, X):
+def standardises_on_the_fly(schema, X):
     """True for a float array of Gaussian columns: the rows the model sees are
     ``(X - mean) / scale``, cheap enough to compute batch by batch."""
     return (
@@ -106,13 +111,16 @@ def encode_rows(schema, X, device, handle_unknown="error"):
     """The rows of the caller's table ``X`` as ``ModelData`` on ``device``.
 
     A float array of Gaussian columns bound for a GPU travels as it is and is
-    standardised there: the host's only work is the copy. On the CPU the
+    standardised there: the host's only work is the copy. Its infinities are
+    looked for there too, batch by batch (the estimator's validation leaves
+    them to this step): on the host, one pass over a 1,000,000 x 100 float32
+    array takes about 50 ms, as long as copying it to the GPU. On the CPU the
     schema's chunked numpy pass is the faster of the two (transform of
     200,000 x 64 float32: 502-536k rows/s against 446-449k in torch).
     """
     device = torch.device(device)
-    if device.type != "cpu" and _standardises_on_the_fly(schema, X):
-        return _Standardiser(schema, device)(_shareable(X))
+    if device.type != "cpu" and standardises_on_the_fly(schema, X):
+        return _Standardiser(schema, device, refuse_infinity=True)(_shareable(X))
     encoded = schema.encode(X, handle_unknown)
     observed = encoded.observed
     return ModelData(
@@ -147,16 +155,21 @@ class _Standardiser:
     float32 input stays float32 (subtracting a nearby mean is exact, so nothing
     is lost that the input held); float64 input is standardised in float64
     before the cast, so that a column like 1e8 + noise keeps its spread.
+    With ``refuse_infinity``, a batch holding an infinity raises ``ValueError``
+    (a host sync: for inference batches, never for training steps).
     """
 
-    def __init__(self, schema, device, may_miss=True):
+    def __init__(self, schema, device, may_miss=True, refuse_infinity=False):
         self.device = device
         self.may_miss = may_miss
+        self.refuse_infinity = refuse_infinity
         self.mean = torch.as_tensor(schema.mean, device=device)
         self.scale = torch.as_tensor(schema.scale, device=device)
 
     def __call__(self, x):
         x = x.to(self.device)
+        if self.refuse_infinity and bool(torch.isinf(x).any()):
+            raise ValueError(INFINITY_MESSAGE)
         mean = self.mean.to(x.dtype)
         targets = ((x - mean) / self.scale.to(x.dtype)).float()
         if not self.may_miss:
@@ -201,7 +214,7 @@ class TrainingRows:
             return BlockedRows(schema, X, device)
         if sparse.issparse(X):
             return SparseRows(schema, X, device, rows)
-        if _standardises_on_the_fly(schema, X):
+        if standardises_on_the_fly(schema, X):
             return StandardisedRows(schema, X, device, rows)
         if rows is not None:
             X = take_rows(X, rows)

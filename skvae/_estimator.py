@@ -29,12 +29,14 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._concurrency import reads_fitted_state, state_lock
 from ._data import (
+    INFINITY_MESSAGE,
     DeviceMemoryError,
     OutOfMemoryError,
     TrainingRows,
     encode_rows,
     inference_batch_rows,
     map_batches,
+    standardises_on_the_fly,
     take_rows,
 )
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
@@ -49,6 +51,7 @@ from ._schema import (
     dtype_from_portable,
     is_blocked,
     portable_dtype,
+    row_chunks,
     with_dtypes,
 )
 from ._training import (
@@ -910,8 +913,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         return [int(s) for s in sizes]
 
-    def _validate_X(self, X, reset):
-        """Check `X`; a DataFrame with non-numeric columns stays a DataFrame."""
+    def _validate_X(self, X, reset, inference=False):
+        """Check `X`; a DataFrame with non-numeric columns stays a DataFrame.
+
+        ``inference``: `X` is only read through ``encode_rows``, which looks
+        for infinities itself where the rows are standardised on a GPU.
+        """
         if is_blocked(X):
             return self._validate_blocks(X, reset)
         X, _ = _as_pandas(X)
@@ -947,11 +954,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"X has {X.shape[1]} features, but {type(self).__name__} is "
                     f"expecting {self.n_features_in_} features as input."
                 )
-            if np.isinf(X).any():
-                raise ValueError(
-                    "Input X contains infinity. Replace infinite values with finite "
-                    "ones, or with NaN to count them as missing."
-                )
+            if not (inference and self._checks_infinity_on_device(X)) and any(
+                # A chunk at a time: no temporary of the whole array's size.
+                np.isinf(chunk).any()
+                for chunk in row_chunks(X)
+            ):
+                raise ValueError(INFINITY_MESSAGE)
             return X
         X = validate_data(
             self,
@@ -967,6 +975,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "sparse input; pass a dense array with NaN for them, or fill them."
             )
         return X
+
+    def _checks_infinity_on_device(self, X):
+        """True when inference rows of the float array `X` travel to a GPU as
+        they are and are checked there, batch by batch (``encode_rows``)."""
+        return self._model_device().type != "cpu" and standardises_on_the_fly(
+            self.schema_, X
+        )
 
     def _validate_blocks(self, X, reset):
         """Check a dask array without computing it: its blocks are checked as
@@ -1110,7 +1125,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     "transform on its blocks (X.map_blocks) instead."
                 )
             return self._map_blocks("transform", X, self.n_components)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, inference=True)
         dtype = (
             X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
         )
@@ -1253,7 +1268,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         if is_blocked(X):
             return self._map_blocks("score_samples", X, None)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, inference=True)
         # In the caller's units: the standardisation's Jacobian, over the
         # Gaussian entries each row has.
         log_det = self.schema_.log_jacobian()
@@ -1341,7 +1356,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         X, _ = _as_pandas(X)
         index = X.index if isinstance(X, pd.DataFrame) else None
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, inference=True)
         if sparse.issparse(X):  # no NaN, so nothing to fill
             return X.copy()
         noise = self._importance_noise()

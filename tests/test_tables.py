@@ -371,6 +371,31 @@ def test_transform_refuses_infinity_in_a_float_array(X_small):
         vae.transform(X_small[:1, :4])  # the fast path still checks the width
 
 
+def test_infinity_is_refused_wherever_the_rows_are_checked(X_small):
+    # On a GPU, inference leaves the search for infinities to the device, batch
+    # by batch; training and continued training always check on the host.
+    import torch
+
+    from skvae._data import _Standardiser
+
+    vae = fitted(X_small, max_iter=2)
+    X = np.repeat(X_small, 40, axis=0)  # 12,000 rows: past the few-row path
+    X[-1, 0] = np.inf  # in the last batch only
+    for method in (vae.transform, vae.score_samples, vae.impute):
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            method(X)
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        vae.partial_fit(X)
+    standardise = _Standardiser(vae.schema_, torch.device("cpu"), refuse_infinity=True)
+    batch = torch.from_numpy(X[-3:])
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        standardise(batch)
+    assert torch.isfinite(standardise(batch[:2]).targets).all()
+    # The host pass is skipped exactly where the rows are checked on a GPU.
+    on_gpu = vae._model_device().type == "cuda"
+    assert vae._checks_infinity_on_device(X) == on_gpu
+
+
 def test_mixed_frame_with_holes_in_a_pipeline_and_a_search(table):
     from sklearn.model_selection import GridSearchCV
 
