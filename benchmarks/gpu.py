@@ -7,10 +7,10 @@ one-off costs (CUDA context, kernels, torch's optimiser imports):
 1. a default ``VAETransformer().fit`` (the automatic budget) on the device:
    time, plan, held-out MSE;
 2. training rate at ``--batch-size`` (1,024 by default): two epochs of
-   VAETransformer, with its steps replayed from CUDA graphs (the default on a
-   GPU) and with ``SKVAE_CUDA_GRAPHS=0``, against two epochs of the
-   hand-written loop of ``speed.py`` on a tensor already on the device (rows
-   per second, and their ratios);
+   VAETransformer with its steps replayed from CUDA graphs
+   (``SKVAE_CUDA_GRAPHS=1``, experimental) and two with eager steps, against
+   two epochs of the hand-written loop of ``speed.py`` on a tensor already on
+   the device (rows per second, and their ratios);
 3. ``transform`` of the whole float32 array from host memory, validation and
    transfers included (rows per second, median of three).
 

@@ -384,8 +384,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``, ``max_steps``
         and ``max_samples``, and ``n_rows`` (the training rows); and
         ``cuda_graphs``, whether its full batches replayed their forward and
-        backward passes from captured CUDA graphs (on a GPU, for a call of at
-        least 200 steps; ``SKVAE_CUDA_GRAPHS=0`` turns them off).
+        backward passes from captured CUDA graphs (experimental: on a GPU,
+        for a call of at least 200 steps, with ``SKVAE_CUDA_GRAPHS=1``).
     best_loss_ : float or None
         Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
     validation_scores_ : list of float or None

@@ -16,10 +16,18 @@ every step once a capture has failed (an operation that would synchronise with
 the host cannot be recorded). The eager and the graphed steps compute the same
 operations on the same parameters, so training follows the same path either way.
 
-Torch only. ``SKVAE_CUDA_GRAPHS=0`` in the environment turns the graphs off.
+Experimental, so off unless ``SKVAE_CUDA_GRAPHS=1`` is in the environment: no
+GPU has run it yet. Known limits: a capture forbids CUDA work in other threads
+while it runs (another thread's inference on the same GPU at that moment would
+fail), so dask arrays, whose next block is read in a thread, train eagerly; and
+only the current CUDA device is captured.
+
+Torch only.
 """
 
+import gc
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -32,17 +40,19 @@ MIN_STEPS = 200
 
 
 def graphs_enabled():
-    return os.environ.get("SKVAE_CUDA_GRAPHS", "1") != "0"
+    return os.environ.get("SKVAE_CUDA_GRAPHS", "0") == "1"
 
 
-def wants_graphs(device, n_steps):
+def wants_graphs(device, n_steps, threaded_reads=False):
     """Whether a training call of ``n_steps`` steps on ``device`` should replay
-    its steps from CUDA graphs."""
-    return (
-        torch.device(device).type == "cuda"
-        and n_steps >= MIN_STEPS
-        and graphs_enabled()
-    )
+    its steps from CUDA graphs; never while another thread moves rows to the
+    device (``threaded_reads``), never on a CUDA device but the current one."""
+    device = torch.device(device)
+    if device.type != "cuda" or n_steps < MIN_STEPS or threaded_reads:
+        return False
+    if not graphs_enabled():
+        return False
+    return device.index is None or device.index == torch.cuda.current_device()
 
 
 def capture(module, sample_args):
@@ -94,7 +104,7 @@ class GraphedStep:
         self.eager_step = eager_step
         self.capture = globals()["capture"] if capture is None else capture
         self.graphed = {}  # (with a mask?) -> graphed _BatchLoss
-        self.failure = None  # the exception that stopped capturing, if any
+        self.failure = None  # what stopped capturing (its repr), if anything
         # The KL weight as a device scalar the graphs read: filled each step
         # (during the warm-up it changes every step), never reallocated.
         self.beta = None
@@ -103,6 +113,22 @@ class GraphedStep:
     def replays(self):
         """Whether any full batch has been replayed from a graph."""
         return bool(self.graphed)
+
+    def close(self):
+        """Let the graphs and their memory go once training is over.
+
+        A graphed module's ``forward`` refers back to the module (a cycle), and
+        the parameters' gradients are views of the graphs' buffers: without
+        this, each layout's private memory pool stayed reserved until Python's
+        next full garbage collection.
+        """
+        if not self.graphed:
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        for module in self.graphed.values():
+            vars(module).pop("forward", None)
+        self.graphed.clear()
+        gc.collect()
 
     def __call__(self, model, optimizer, x, noise, beta):
         x = as_model_data(x)
@@ -128,10 +154,21 @@ class GraphedStep:
         # each replay overwrites with its batch.
         args = (noise.clone(), self.beta, x.targets.clone())
         args += (x.observed.clone(),) if masked else ()
+        stream = torch.cuda.current_stream() if x.device.type == "cuda" else None
         try:
             graphed = self.capture(_BatchLoss(self.model, self.loss), args)
         except Exception as exc:  # noqa: BLE001 - any refusal means: train eagerly
-            self.failure = exc
+            if stream is not None:
+                # A capture that fails at its end can leave its own stream current.
+                torch.cuda.set_stream(stream)
+            self.failure = repr(exc)
+            warnings.warn(
+                f"Capturing the training step as a CUDA graph failed ({exc!r}); "
+                "training goes on with eager steps. Unset SKVAE_CUDA_GRAPHS to "
+                "skip the attempt.",
+                UserWarning,
+                stacklevel=2,
+            )
             return False
         self.graphed[masked] = graphed
         return True

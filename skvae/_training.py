@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ._data import as_model_data, as_training_rows
+from ._data import BlockedRows, as_model_data, as_training_rows
 from ._graphs import GraphedStep, wants_graphs
 from ._likelihoods import _LOG_2PI
 
@@ -226,7 +226,7 @@ class TrainingHistory:
     # Whether full batches replayed their forward and backward passes from CUDA
     # graphs, and what stopped a capture (then the steps ran eagerly).
     cuda_graphs: bool = False
-    cuda_graph_failure: Exception | None = None
+    cuda_graph_failure: str | None = None
 
     @property
     def n_epochs(self):
@@ -301,12 +301,13 @@ def train_step(model, optimizer, x, noise, beta):
     return sums
 
 
-def make_step(model, optimizer, batch_size, n_steps):
+def make_step(model, optimizer, batch_size, n_steps, threaded_reads=False):
     """The step function of a training call: ``train_step``, or on a GPU, for a
-    call long enough to pay for the capture, the same step with its forward and
-    backward passes replayed from CUDA graphs (``skvae._graphs``)."""
+    call long enough to pay for the capture and with ``SKVAE_CUDA_GRAPHS=1``,
+    the same step with its forward and backward passes replayed from CUDA
+    graphs (``skvae._graphs``)."""
     device = next(model.parameters()).device
-    if wants_graphs(device, n_steps):
+    if wants_graphs(device, n_steps, threaded_reads):
         return GraphedStep(model, optimizer, batch_size, minibatch_loss, train_step)
     return train_step
 
@@ -444,7 +445,12 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
     started = time.perf_counter()
     steps_per_epoch = X.n_batches(config.batch_size)
     step_function = make_step(
-        model, optimizer, config.batch_size, config.max_epochs * steps_per_epoch
+        model,
+        optimizer,
+        config.batch_size,
+        config.max_epochs * steps_per_epoch,
+        # A dask array's next block is read (and moved) in a thread.
+        threaded_reads=isinstance(X, BlockedRows),
     )
     history.cuda_graphs = isinstance(step_function, GraphedStep)
     model.train()
@@ -508,9 +514,10 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         history.stop_reason = "interrupted"
     finally:
         model.eval()
-    if history.cuda_graphs:
-        history.cuda_graphs = step_function.replays
-        history.cuda_graph_failure = step_function.failure
+        if history.cuda_graphs:
+            history.cuda_graphs = step_function.replays
+            history.cuda_graph_failure = step_function.failure
+            step_function.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -61,7 +61,7 @@ class _RecordingCapture:
 def forced_graphs(monkeypatch):
     """Graphs chosen as on a GPU, captured by ``_RecordingCapture``."""
     capture = _RecordingCapture()
-    monkeypatch.setattr(training, "wants_graphs", lambda device, n_steps: True)
+    monkeypatch.setattr(training, "wants_graphs", lambda *args: True)
     monkeypatch.setattr(graphs, "capture", capture)
     return capture
 
@@ -70,8 +70,11 @@ def test_graphed_steps_train_exactly_as_the_eager_steps(forced_graphs):
     X = _table()
     graphed = _fit(X)
     assert graphed.training_plan_["cuda_graphs"] is True
+    # Once training is over the graphs are let go, and with them the gradients
+    # (views of the graphs' buffers on a GPU).
+    assert all(p.grad is None for p in graphed.module_.parameters())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "wants_graphs", lambda device, n_steps: False)
+        patch.setattr(training, "wants_graphs", lambda *args: False)
         eager = _fit(X)
     assert eager.training_plan_["cuda_graphs"] is False
     assert graphed.loss_curve_ == eager.loss_curve_
@@ -103,19 +106,28 @@ def test_a_failed_capture_trains_eagerly(monkeypatch):
 
     X = _table()
     eager = _fit(X)
-    monkeypatch.setattr(training, "wants_graphs", lambda device, n_steps: True)
+    monkeypatch.setattr(training, "wants_graphs", lambda *args: True)
     monkeypatch.setattr(graphs, "capture", refuse)
-    fallback = _fit(X)
+    with pytest.warns(UserWarning, match="CUDA graph failed.*eager steps"):
+        fallback = _fit(X)
     assert fallback.training_plan_["cuda_graphs"] is False
     assert fallback.loss_curve_ == eager.loss_curve_
 
 
-def test_graphs_are_wanted_on_a_gpu_for_long_training_calls(monkeypatch):
+def test_graphs_are_wanted_on_a_gpu_for_long_training_calls_when_asked(
+    monkeypatch,
+):
+    cuda = torch.device("cuda")
+    monkeypatch.delenv("SKVAE_CUDA_GRAPHS", raising=False)
+    assert not graphs.wants_graphs(cuda, 10**6)  # experimental: off by default
+    monkeypatch.setenv("SKVAE_CUDA_GRAPHS", "1")
+    assert graphs.wants_graphs(cuda, graphs.MIN_STEPS)
     assert not graphs.wants_graphs(torch.device("cpu"), 10**6)
-    assert not graphs.wants_graphs(torch.device("cuda"), graphs.MIN_STEPS - 1)
-    assert graphs.wants_graphs(torch.device("cuda"), graphs.MIN_STEPS)
+    assert not graphs.wants_graphs(cuda, graphs.MIN_STEPS - 1)
+    # Never while a thread moves rows to the device: a capture forbids it.
+    assert not graphs.wants_graphs(cuda, 10**6, threaded_reads=True)
     monkeypatch.setenv("SKVAE_CUDA_GRAPHS", "0")
-    assert not graphs.wants_graphs(torch.device("cuda"), 10**6)
+    assert not graphs.wants_graphs(cuda, 10**6)
 
 
 def test_the_kl_weight_of_a_replay_is_read_from_a_device_scalar():
@@ -140,6 +152,7 @@ def test_a_real_capture_on_a_gpu_trains_as_the_eager_steps(monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(6400, 8)).astype(np.float32)
     params = {"batch_size": 32, "max_iter": 1, "hidden_layer_sizes": (32,)}
+    monkeypatch.setenv("SKVAE_CUDA_GRAPHS", "1")
     graphed = VAETransformer(2, random_state=0, device="cuda", **params).fit(X)
     assert graphed.training_plan_["cuda_graphs"] is True
     monkeypatch.setenv("SKVAE_CUDA_GRAPHS", "0")
@@ -149,3 +162,20 @@ def test_a_real_capture_on_a_gpu_trains_as_the_eager_steps(monkeypatch):
     np.testing.assert_allclose(
         graphed.transform(X[:100]), eager.transform(X[:100]), atol=1e-2
     )
+
+
+def test_a_dask_array_is_never_trained_with_graphs(monkeypatch):
+    # Its next block is read and moved to the device in a thread, which a
+    # capture would forbid: the loop tells the rule so.
+    da = pytest.importorskip("dask.array", reason="the distributed extra")
+    asked = []
+
+    def record(device, n_steps, threaded_reads=False):
+        asked.append(threaded_reads)
+        return False
+
+    monkeypatch.setattr(training, "wants_graphs", record)
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    _fit(da.from_array(X, chunks=(50, 3)), warmup_epochs=0)
+    _fit(X, warmup_epochs=0)
+    assert asked == [True, False]
