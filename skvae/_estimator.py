@@ -211,6 +211,11 @@ def _numeric_frame(X):
     )
 
 
+# Parameters added after models were first saved, with the value that gives a
+# model saved before them its old behaviour.
+_ADDED_PARAMETERS = {"input_noise": 0.0}
+
+
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Variational autoencoder for non-linear, probabilistic dimensionality reduction.
 
@@ -326,6 +331,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         planned epochs (10 of 150; one epoch of 15 at 100,000 rows); for
         :meth:`partial_fit`, a fifteenth of what ``fit`` would plan for a
         chunk of that size.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added, during training only, to
+        the standardised numeric (Gaussian) entries the encoder reads; the
+        decoder still scores the clean row (a denoising VAE). It regularises
+        the encoder on small tables: on the digits (1,257 training rows),
+        ``0.25`` raised the held-out 5-NN accuracy of the codes from 0.844 to
+        0.852 at ``n_components=2`` and from 0.946 to 0.960 at 10 (medians of
+        six seeds, ``benchmarks/README.md``), with reconstruction errors within
+        the seeds' spread. ``transform`` and every other method read the rows
+        as they are.
     n_importance_samples : int, default=16
         Draws of z per row in :meth:`score_samples` and :meth:`score`. More
         draws give a tighter (higher) bound of log p(x) in expectation, at a
@@ -472,6 +487,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warmup_epochs": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "input_noise": [Interval(Real, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -497,6 +513,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         validation_fraction=0.1,
         n_iter_no_change=10,
         warmup_epochs="auto",
+        input_noise=0.0,
         n_importance_samples=16,
         warm_start=False,
         random_state=None,
@@ -518,6 +535,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warmup_epochs = warmup_epochs
+        self.input_noise = input_noise
         self.n_importance_samples = n_importance_samples
         self.warm_start = warm_start
         self.random_state = random_state
@@ -681,6 +699,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             beta=self.beta,
             warmup_epochs=plan.warmup_epochs,
             early_stopping=early_stopping,
+            input_noise=self.input_noise,
             learning_rate=self.learning_rate_init,
             learning_rate_schedule="constant" if incremental else self.learning_rate,
         )
@@ -1486,6 +1505,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return state
 
     def __setstate__(self, state):
+        # Parameters added since a model was saved take their defaults.
+        state = {**_ADDED_PARAMETERS, **state}
         format_ = state.get("_skvae_format")
         if format_ is not None:
             if format_ > _STATE_FORMAT:

@@ -300,6 +300,15 @@ class VAE(nn.Module):
         )
         self.likelihood = likelihood
 
+    @property
+    def n_gaussian_inputs(self):
+        """How many leading entries of a row (the model's layout) are
+        Gaussian numbers, standardised: all of them without a reader."""
+        reader = self.encoder.reader
+        if reader is None:
+            return self.encoder.net[0].in_features
+        return reader.n_gaussian
+
     def encode(self, x, observed=None):
         return self.encoder(x, observed)
 

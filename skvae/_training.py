@@ -34,15 +34,18 @@ def gaussian_kl(mu, log_var):
     return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
 
 
-def _decode_draws(model, data, noise):
+def _decode_draws(model, data, noise, encoder_input=None):
     """Encode ``data``, draw z for each of ``noise``'s draws, score x under each.
 
+    ``encoder_input`` replaces ``data.targets`` as what the encoder reads (a
+    corrupted copy, ``corrupt_inputs``); the likelihood always scores the data.
     Returns mu, log_var, z of shape (n_draws, n_rows, n_components), the
     log-likelihood log p(x|z) of shape (n_draws, n_rows), observed entries only,
     and the decoder's output for every draw, of shape (n_draws * n_rows, n_params).
     """
     data = as_model_data(data)
-    mu, log_var = model.encode(data.targets, data.observed)
+    read = data.targets if encoder_input is None else encoder_input
+    mu, log_var = model.encode(read, data.observed)
     z = model.reparameterize(mu, log_var, noise)  # broadcasts over the draws
     n_draws, n_rows, n_components = z.shape
     params = model.decode(z.reshape(n_draws * n_rows, n_components))
@@ -54,15 +57,16 @@ def _decode_draws(model, data, noise):
     return mu, log_var, z, log_lik, params
 
 
-def elbo_terms(model, x, noise):
+def elbo_terms(model, x, noise, encoder_input=None):
     """Per-row reconstruction log-likelihood E_q[log p(x|z)] and KL(q(z|x) || p(z)).
 
     ``noise`` holds standard normal draws of shape ``(n_draws, n_rows, n_components)``
     (or ``(n_draws, 1, n_components)`` to share them across rows); the expectation
     over q is their Monte Carlo average, through the reparameterisation
-    z = mu + sigma * noise so that gradients reach the encoder.
+    z = mu + sigma * noise so that gradients reach the encoder. With
+    ``encoder_input``, q is that of the corrupted rows (a denoising VAE).
     """
-    mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise)
+    mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise, encoder_input)
     # One draw (training): a view, cheaper than a mean in the backward pass too.
     log_lik = log_lik.squeeze(0) if log_lik.shape[0] == 1 else log_lik.mean(dim=0)
     return log_lik, gaussian_kl(mu, log_var)
@@ -189,6 +193,7 @@ class TrainingConfig:
     early_stopping: bool = False
     learning_rate: float | None = None  # None: the optimiser's rate as it stands
     learning_rate_schedule: str = "constant"  # or "step"
+    input_noise: float = 0.0  # sd of the noise the encoder reads (denoising)
 
 
 @dataclass
@@ -274,28 +279,43 @@ def kl_weight(progress, beta, warmup_epochs):
     return beta * min(1.0, progress / warmup_epochs)
 
 
-def minibatch_loss(model, x, noise, beta):
+def corrupt_inputs(x, n_gaussian, noise_sd, generator):
+    """A copy of the targets of ``x`` (``ModelData``) for the encoder to read,
+    with Gaussian noise of standard deviation ``noise_sd`` added to the first
+    ``n_gaussian`` entries of each row (the standardised numbers; missing
+    entries are zeroed by the reader all the same), the others as they are."""
+    targets = x.targets.clone()
+    noise = torch.randn(
+        (targets.shape[0], n_gaussian),
+        generator=generator,
+        device=generator.device,
+    )
+    targets[:, :n_gaussian] += noise_sd * noise.to(targets.device)
+    return targets
+
+
+def minibatch_loss(model, x, noise, beta, encoder_input=None):
     """The loss a step minimises on ``x``: the mean of -E_q[log p(x|z)] + beta KL.
 
     ``beta`` is a number or a device scalar (the CUDA graphs' input). Returns the
     loss and, detached, the batch sums of the reconstruction term and of the KL
     term, in that order.
     """
-    log_lik, kl = elbo_terms(model, x, noise)
+    log_lik, kl = elbo_terms(model, x, noise, encoder_input)
     # Every operation here runs once a step: skip the multiply when it is a no-op.
     weighted_kl = kl if not torch.is_tensor(beta) and beta == 1.0 else beta * kl
     loss = (weighted_kl - log_lik).mean()
     return loss, torch.stack((-log_lik.detach(), kl.detach())).sum(dim=1)
 
 
-def train_step(model, optimizer, x, noise, beta):
-    """One Adam step on ``x``.
+def train_step(model, optimizer, x, noise, beta, encoder_input=None):
+    """One Adam step on ``x`` (the encoder reading ``encoder_input`` if given).
 
     Returns a tensor holding the batch sums of the reconstruction term
     -E_q[log p(x|z)] and of the KL term, in that order.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss, sums = minibatch_loss(model, x, noise, beta)
+    loss, sums = minibatch_loss(model, x, noise, beta, encoder_input)
     loss.backward()
     optimizer.step()
     return sums
@@ -333,14 +353,17 @@ def run_epoch(
             step += 1
             progress = epochs_done + step / n_batches
             beta = kl_weight(progress, config.beta, config.warmup_epochs)
+            x = X.batch(rows)
+            z_noise = noise[:, start : start + len(rows)]
+            if config.input_noise > 0:
+                read = corrupt_inputs(
+                    x, model.n_gaussian_inputs, config.input_noise, generator
+                )
+                sums = train_step(model, optimizer, x, z_noise, beta, read)
+            else:
+                sums = step_function(model, optimizer, x, z_noise, beta)
             # Accumulate on the device: one host sync per epoch, not one a batch.
-            totals += step_function(
-                model,
-                optimizer,
-                X.batch(rows),
-                noise[:, start : start + len(rows)],
-                beta,
-            )
+            totals += sums
     reconstruction, kl = (totals / n_rows).tolist()
     return reconstruction, kl
 
@@ -448,7 +471,8 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         model,
         optimizer,
         config.batch_size,
-        config.max_epochs * steps_per_epoch,
+        # (Corrupted inputs train eagerly: the graphs read the data as it is.)
+        config.max_epochs * steps_per_epoch if config.input_noise == 0 else 0,
         # A dask array's next block is read (and moved) in a thread.
         threaded_reads=isinstance(X, BlockedRows),
     )

@@ -128,3 +128,14 @@ def test_an_unfitted_estimator_saves_and_loads(table):
         trusted=["skvae._estimator.VAETransformer"],
     )
     assert restored.n_components == 3 and not hasattr(restored, "module_")
+
+
+def test_a_model_saved_before_a_parameter_existed_loads_with_its_default(table):
+    vae = quiet(VAETransformer(**FAST).fit, table)
+    state = vae.__getstate__()
+    del state["input_noise"]  # as saved by a version without the parameter
+    old = VAETransformer.__new__(VAETransformer)
+    old.__setstate__(state)
+    assert old.get_params()["input_noise"] == 0.0
+    np.testing.assert_array_equal(old.transform(table), vae.transform(table))
+    quiet(old.partial_fit, table)  # and it trains on

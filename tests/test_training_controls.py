@@ -462,3 +462,49 @@ def test_early_stopping_keeps_no_weights_from_the_warm_up(X_small):
     )
     # The kept score is the best of the epochs from the warm-up's end on.
     assert vae.best_validation_score_ == pytest.approx(max(vae.validation_scores_[7:]))
+
+
+# ------------------------------------------------------------- input noise
+
+
+def test_input_noise_corrupts_only_what_the_encoder_reads_of_the_numbers():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "a": rng.normal(size=64),
+            "b": rng.normal(size=64),
+            "kind": pd.Categorical(rng.choice(["x", "y"], size=64)),
+        }
+    )
+    vae = quiet_fit(make(max_iter=1), table)
+    model = vae.module_
+    assert model.n_gaussian_inputs == 2
+    batch = encode_rows(vae.schema_, table, "cpu")
+    before = batch.targets.clone()
+    generator = torch.Generator().manual_seed(0)
+    read = training.corrupt_inputs(batch, model.n_gaussian_inputs, 0.5, generator)
+    assert torch.equal(batch.targets, before)  # a copy: the data is kept clean
+    assert torch.equal(read[:, 2:], before[:, 2:])  # the label's level index
+    spread = (read[:, :2] - before[:, :2]).std().item()
+    assert 0.4 < spread < 0.6
+
+
+def test_input_noise_reaches_the_encoder_only_while_training(X_small):
+    clean = quiet_fit(make(max_iter=30), X_small)
+    # Noise that drowns the rows leaves the encoder nothing to encode: the
+    # codes' information (the KL term) collapses.
+    drowned = quiet_fit(make(max_iter=30, input_noise=30.0), X_small)
+    assert drowned.history_[-1]["kl"] < 0.2 * clean.history_[-1]["kl"]
+    noisy = quiet_fit(make(max_iter=30, input_noise=0.3), X_small)
+    again = quiet_fit(make(max_iter=30, input_noise=0.3), X_small)
+    np.testing.assert_array_equal(noisy.transform(X_small), again.transform(X_small))
+    assert not np.allclose(noisy.transform(X_small), clean.transform(X_small))
+    # Inference reads the rows as they are: the same codes on every call.
+    np.testing.assert_array_equal(noisy.transform(X_small), noisy.transform(X_small))
+
+
+def test_input_noise_must_not_be_negative(X_small):
+    with pytest.raises(ValueError, match="input_noise"):
+        make(input_noise=-0.1).fit(X_small)
