@@ -144,13 +144,26 @@ def test_the_kl_weight_of_a_replay_is_read_from_a_device_scalar():
     assert torch.equal(as_number, as_tensor)
 
 
+def _gpu_tables():
+    rng = np.random.default_rng(0)
+    numbers = rng.normal(size=(6400, 8)).astype(np.float32)
+    # Holes (a mask in every batch), a narrow label (one-hot) and a wide one
+    # (an embedding in the encoder, a softmax over 200 levels in the decoder).
+    mixed = pd.DataFrame(numbers[:, :3], columns=["a", "b", "c"])
+    mixed.loc[rng.choice(6400, 300, replace=False), "a"] = np.nan
+    mixed["kind"] = pd.Categorical(rng.choice(["x", "y", "z"], 6400))
+    mixed["code"] = pd.Categorical(rng.integers(0, 200, 6400))
+    return {"numbers": numbers, "mixed table": mixed}
+
+
 @pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason="captures a real CUDA graph: needs a GPU (CI has none)",
 )
-def test_a_real_capture_on_a_gpu_trains_as_the_eager_steps(monkeypatch):
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(6400, 8)).astype(np.float32)
+@pytest.mark.parametrize("name", ["numbers", "mixed table"])
+def test_a_real_capture_on_a_gpu_trains_as_the_eager_steps(monkeypatch, name):
+    X = _gpu_tables()[name]
+    # 200 steps: the fewest that are graphed.
     params = {"batch_size": 32, "max_iter": 1, "hidden_layer_sizes": (32,)}
     monkeypatch.setenv("SKVAE_CUDA_GRAPHS", "1")
     graphed = VAETransformer(2, random_state=0, device="cuda", **params).fit(X)
