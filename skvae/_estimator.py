@@ -320,9 +320,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         int ``random_state`` so that every call holds out the same rows.
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping=True``.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or "auto", default="auto"
         Training stops once this many consecutive epochs after the KL warm-up
-        improve the monitored value by less than ``tol``.
+        improve the monitored value by less than ``tol``. ``"auto"``: 10
+        epochs, or more where an epoch has fewer than 16 minibatches, so that
+        patience never spans fewer than 160 steps (a table of 233 rows at
+        batch 128 waits 80 epochs; ten epochs of two noisy steps each used to
+        stop such fits a third of the way through their plan). The value used
+        is in ``training_plan_``.
     warmup_epochs : float or "auto", default="auto"
         Epochs (fractions count) over which the weight of the KL term ramps
         linearly from 0 to ``beta`` (KL annealing), which keeps the latent
@@ -396,8 +401,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (time so far) and ``rows_per_second``.
     training_plan_ : dict
         The last training call's budget, "auto" values resolved:
-        ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``, ``max_steps``
-        and ``max_samples``, and ``n_rows`` (the training rows); and
+        ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``,
+        ``n_iter_no_change`` (the patience, in epochs), ``max_steps`` and
+        ``max_samples``, and ``n_rows`` (the training rows); and
         ``cuda_graphs``, whether its full batches replayed their forward and
         backward passes from captured CUDA graphs (experimental: on a GPU,
         for a call of at least 200 steps, with ``SKVAE_CUDA_GRAPHS=1``).
@@ -485,7 +491,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "tol": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "warmup_epochs": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
@@ -511,7 +520,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         warmup_epochs="auto",
         input_noise=0.0,
         n_importance_samples=16,
@@ -695,7 +704,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             batch_size=plan.batch_size,
             max_epochs=plan.max_epochs,
             tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
+            n_iter_no_change=plan.patience,
             beta=self.beta,
             warmup_epochs=plan.warmup_epochs,
             early_stopping=early_stopping,
@@ -749,6 +758,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "warmup_epochs": plan.warmup_epochs,
             "max_steps": plan.max_steps,
             "max_samples": plan.max_samples,
+            "n_iter_no_change": plan.patience,
             "cuda_graphs": history.cuda_graphs,
         }
         self._record(history, config, incremental=incremental)
@@ -760,6 +770,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             self.batch_size,
             1 if incremental else self.max_iter,
             self.warmup_epochs,
+            self.n_iter_no_change,
         )
         continuing = self._continues_training(incremental)
         if incremental and self.warmup_epochs == "auto":

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny inputs and print their tables."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,12 @@ def test_sparse_input_fits_a_csr_matrix_beside_truncated_svd(capsys):
     assert [r["method"] for r in results] == ["skvae", "svd"]
     assert all(r["fit_s"] > 0 and r["peak_rss_mib"] > 0 for r in results)
     assert "| TruncatedSVD(2) |" in capsys.readouterr().out
+
+
+def test_small_tables_prints_a_row_per_table_and_setting(capsys):
+    results = load("small_tables").main(
+        ["--tables", "iris", "--seeds", "0", "--setting", '{"max_iter": 3}']
+    )
+    assert [(r["table"], r["epochs"]) for r in results] == [("iris", [3])]
+    assert math.isfinite(results[0]["score"])
+    assert '| iris | 105 | {"max_iter": 3} |' in capsys.readouterr().out

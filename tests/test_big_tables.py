@@ -62,6 +62,29 @@ def test_explicit_values_override_the_rule():
     assert training.plan_budget(500, max_epochs=30).warmup_epochs == 2.0
 
 
+@pytest.mark.parametrize(
+    "n_rows, patience",
+    [(100, 160), (233, 80), (1257, 16), (2048, 10), (100_000, 10)],
+)
+def test_patience_spans_at_least_160_steps(n_rows, patience):
+    # 10 epochs, or as many as make 160 minibatches where epochs are short.
+    plan = training.plan_budget(n_rows)
+    assert plan.patience == patience
+    assert plan.patience * plan.steps_per_epoch >= 160
+    assert training.plan_budget(n_rows, patience=3).patience == 3  # explicit
+
+
+def test_a_tiny_table_is_not_stopped_by_a_few_noisy_epochs():
+    # One minibatch an epoch: ten epochs without progress are ten noisy steps,
+    # which stopped such fits far short of their plan.
+    X = np.random.RandomState(0).randn(100, 3)
+    patient = VAETransformer(**TINY).fit(X)
+    hasty = VAETransformer(n_iter_no_change=10, **TINY).fit(X)
+    assert patient.training_plan_["n_iter_no_change"] == 160
+    assert hasty.training_plan_["n_iter_no_change"] == 10
+    assert hasty.n_iter_ < patient.n_iter_ == 150
+
+
 def test_default_fit_follows_its_plan_without_a_convergence_warning(monkeypatch):
     # Shrink the "small table" size so a quick fit exercises the growth rule.
     monkeypatch.setattr(training, "AUTO_SMALL_ROWS", 64)
@@ -78,6 +101,7 @@ def test_default_fit_follows_its_plan_without_a_convergence_warning(monkeypatch)
         "warmup_epochs": pytest.approx(29 / 15),
         "max_steps": 58,
         "max_samples": 29 * 1024,
+        "n_iter_no_change": 1000,  # explicit, so kept
         "cuda_graphs": False,  # a CPU fit, and only 58 steps
     }
     assert vae.n_iter_ == 29
