@@ -345,7 +345,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         0.852 at ``n_components=2`` and from 0.946 to 0.960 at 10 (medians of
         six seeds, ``benchmarks/README.md``), with reconstruction errors within
         the seeds' spread. ``transform`` and every other method read the rows
-        as they are.
+        as they are; ``loss_curve_`` and ``history_`` record the objective
+        trained on, that of the noisy encoder inputs. Only Gaussian columns
+        get noise (a table without any gets a warning).
     n_importance_samples : int, default=16
         Draws of z per row in :meth:`score_samples` and :meth:`score`. More
         draws give a tighter (higher) bound of log p(x) in expectation, at a
@@ -402,11 +404,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     training_plan_ : dict
         The last training call's budget, "auto" values resolved:
         ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``,
-        ``n_iter_no_change`` (the patience, in epochs), ``max_steps`` and
+        ``n_iter_no_change`` (the patience, in epochs; None after
+        :meth:`partial_fit`, whose single epoch never waits), ``max_steps`` and
         ``max_samples``, and ``n_rows`` (the training rows); and
         ``cuda_graphs``, whether its full batches replayed their forward and
         backward passes from captured CUDA graphs (experimental: on a GPU,
-        for a call of at least 200 steps, with ``SKVAE_CUDA_GRAPHS=1``).
+        for a call of at least 200 steps, with ``SKVAE_CUDA_GRAPHS=1``, never
+        with ``input_noise``).
     best_loss_ : float or None
         Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
     validation_scores_ : list of float or None
@@ -708,7 +712,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             beta=self.beta,
             warmup_epochs=plan.warmup_epochs,
             early_stopping=early_stopping,
-            input_noise=self.input_noise,
+            input_noise=self._effective_input_noise(),
             learning_rate=self.learning_rate_init,
             learning_rate_schedule="constant" if incremental else self.learning_rate,
         )
@@ -758,10 +762,25 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "warmup_epochs": plan.warmup_epochs,
             "max_steps": plan.max_steps,
             "max_samples": plan.max_samples,
-            "n_iter_no_change": plan.patience,
+            # (a one-epoch partial_fit call never waits)
+            "n_iter_no_change": None if incremental else plan.patience,
             "cuda_graphs": history.cuda_graphs,
         }
         self._record(history, config, incremental=incremental)
+
+    def _effective_input_noise(self):
+        """``input_noise``, or 0 with a warning for a table without Gaussian
+        columns (the noise is only ever added to those)."""
+        if self.input_noise > 0 and self.module_.n_gaussian_inputs == 0:
+            warnings.warn(
+                f"input_noise={self.input_noise} has no effect: the table has no "
+                "Gaussian (standardised numeric) columns, and the noise is only "
+                "added to those.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return 0.0
+        return self.input_noise
 
     def _plan(self, n_rows, incremental):
         """The training call's budget; warns when the warm-up outlasts it."""

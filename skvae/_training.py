@@ -305,15 +305,19 @@ def kl_weight(progress, beta, warmup_epochs):
 def corrupt_inputs(x, n_gaussian, noise_sd, generator):
     """A copy of the targets of ``x`` (``ModelData``) for the encoder to read,
     with Gaussian noise of standard deviation ``noise_sd`` added to the first
-    ``n_gaussian`` entries of each row (the standardised numbers; missing
-    entries are zeroed by the reader all the same), the others as they are."""
+    ``n_gaussian`` entries of each row (the standardised numbers) where they
+    were observed, the others as they are. (A reader that is the identity, for
+    a model fitted on a first chunk without holes, would not zero the noise of
+    a later chunk's missing entries.)"""
     targets = x.targets.clone()
     noise = torch.randn(
         (targets.shape[0], n_gaussian),
         generator=generator,
         device=generator.device,
-    )
-    targets[:, :n_gaussian] += noise_sd * noise.to(targets.device)
+    ).to(targets.device)
+    if x.observed is not None:
+        noise = noise * x.observed[:, :n_gaussian]
+    targets[:, :n_gaussian] += noise_sd * noise
     return targets
 
 

@@ -334,7 +334,7 @@ def parameters(draw):
         tol=draw(st.sampled_from([0.0, 1e-4, 1e6])),
         early_stopping=draw(st.booleans()),
         validation_fraction=draw(st.sampled_from([0.01, 0.5, 0.99])),
-        n_iter_no_change=draw(st.integers(1, 3)),
+        n_iter_no_change=draw(st.one_of(st.just("auto"), st.integers(1, 3))),
         warmup_epochs=draw(st.one_of(st.just("auto"), st.sampled_from([0, 0.5, 5]))),
         input_noise=draw(st.sampled_from([0.0, 0.25, 1e3])),
         n_importance_samples=draw(st.integers(1, 64)),

@@ -508,3 +508,51 @@ def test_input_noise_reaches_the_encoder_only_while_training(X_small):
 def test_input_noise_must_not_be_negative(X_small):
     with pytest.raises(ValueError, match="input_noise"):
         make(input_noise=-0.1).fit(X_small)
+
+
+def test_input_noise_leaves_missing_entries_alone():
+    from skvae._data import ModelData
+
+    targets = torch.ones(4, 3)
+    observed = torch.tensor([[1.0, 0.0, 1.0]]).repeat(4, 1)
+    generator = torch.Generator().manual_seed(0)
+    read = training.corrupt_inputs(ModelData(targets, observed), 3, 1.0, generator)
+    assert torch.equal(read[:, 1], targets[:, 1])  # missing: as it was
+    assert not torch.equal(read[:, [0, 2]], targets[:, [0, 2]])
+
+
+def test_input_noise_without_gaussian_columns_warns_and_does_nothing():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "kind": pd.Categorical(rng.choice(["x", "y", "z"], size=80)),
+            "flag": rng.random(80) > 0.5,
+        }
+    )
+    plain = quiet_fit(make(max_iter=3), table)
+    with pytest.warns(UserWarning, match="input_noise=0.5 has no effect"):
+        noisy = quiet_fit(make(max_iter=3, input_noise=0.5), table)
+    np.testing.assert_array_equal(noisy.transform(table), plain.transform(table))
+
+
+def test_input_noise_trains_without_cuda_graphs(monkeypatch):
+    # The graphs read the data as it is: a corrupted copy would bypass them.
+    steps = []
+
+    def record(device, n_steps, threaded_reads=False):
+        steps.append(n_steps)
+        return False
+
+    monkeypatch.setattr(training, "wants_graphs", record)
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    quiet_fit(make(max_iter=2, input_noise=0.3), X)
+    quiet_fit(make(max_iter=2), X)
+    assert steps == [0, 4]
+
+
+def test_partial_fit_records_no_patience(X_small):
+    vae = make().partial_fit(X_small)
+    assert vae.training_plan_["n_iter_no_change"] is None
+    assert quiet_fit(make(), X_small).training_plan_["n_iter_no_change"] == 16
