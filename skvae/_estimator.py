@@ -36,7 +36,7 @@ from ._data import (
     encode_rows,
     inference_batch_rows,
     map_batches,
-    standardises_on_the_fly,
+    standardises_on_device,
     take_rows,
 )
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
@@ -1028,9 +1028,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _checks_infinity_on_device(self, X):
         """True when inference rows of the float array `X` travel to a GPU as
         they are and are checked there, batch by batch (``encode_rows``)."""
-        return self._model_device().type != "cpu" and standardises_on_the_fly(
-            self.schema_, X
-        )
+        return standardises_on_device(self.schema_, X, self._model_device())
 
     def _validate_blocks(self, X, reset):
         """Check a dask array without computing it: its blocks are checked as

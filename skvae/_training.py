@@ -190,14 +190,13 @@ def plan_budget(
             max_epochs = max(AUTO_MIN_EPOCHS, math.ceil(samples / n_rows))
     if warmup_epochs == "auto":
         warmup_epochs = AUTO_WARMUP_SHARE * max_epochs
+    plan = TrainingPlan(n_rows, batch_size, int(max_epochs), float(warmup_epochs))
     if patience == "auto":
-        steps_per_epoch = math.ceil(n_rows / batch_size)
         patience = max(
-            AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch)
+            AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / plan.steps_per_epoch)
         )
-    return TrainingPlan(
-        n_rows, batch_size, int(max_epochs), float(warmup_epochs), int(patience)
-    )
+    plan.patience = int(patience)
+    return plan
 
 
 # ---------------------------------------------------------------- the loop
@@ -503,7 +502,6 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         # A dask array's next block is read (and moved) in a thread.
         threaded_reads=isinstance(X, BlockedRows),
     )
-    history.cuda_graphs = isinstance(step_function, GraphedStep)
     model.train()
     try:
         for epoch in range(first_epoch + 1, first_epoch + config.max_epochs + 1):
@@ -565,7 +563,7 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         history.stop_reason = "interrupted"
     finally:
         model.eval()
-        if history.cuda_graphs:
+        if isinstance(step_function, GraphedStep):
             history.cuda_graphs = step_function.replays
             history.cuda_graph_failure = step_function.failure
             step_function.close()
