@@ -10,8 +10,10 @@
 # The GPU machine has torch, scikit-learn, pandas and pytest but no network:
 # .device_wheels (git-ignored) carries pure-Python wheels of what it may lack
 # (narwhals, which older scikit-learn does not bring; hypothesis for the
-# fuzz tests). Test modules whose extras are still missing there (polars, onnx,
-# dask, ray, skops) are left out by name, and the log says which. Logs go to
+# fuzz tests; skops and dask, so that persistence, faults and out-of-core tests
+# run on the GPU too). Test modules whose extras are still missing there
+# (polars, onnx, distributed, ray) are left out by name, and the log says
+# which. Logs go to
 # $OUT (or device_output/): suite.log, gpu.md, device.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,11 @@ PYTHON=${PYTHON:-python}
 
 if [ "${1:-}" = "--download" ]; then
     exec "$PYTHON" -m pip download --no-deps --only-binary=:all: -d .device_wheels \
-        "narwhals>=2.0" "hypothesis>=6.100" sortedcontainers attrs
+        "narwhals>=2.0" "hypothesis>=6.100" sortedcontainers attrs \
+        "skops>=0.10" prettytable wcwidth \
+        "dask>=2024.8,<2025.3" click cloudpickle fsspec importlib_metadata zipp \
+        lazy_importer \
+        partd locket pyyaml toolz  # dask: the distributed extra's bounds
 fi
 
 OUT=${OUT:-device_output}
@@ -29,8 +35,9 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 : >"$OUT/device.txt"
 for wheel in .device_wheels/*.whl; do
     [ -e "$wheel" ] || continue
-    module=$(basename "$wheel" | cut -d- -f1)
-    "$PYTHON" -c "import $module" 2>/dev/null ||
+    dist=$(basename "$wheel" | cut -d- -f1)
+    "$PYTHON" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" \
+        "$dist" 2>/dev/null ||
         "$PYTHON" -m pip install -q --no-index --no-deps "$wheel" 2>&1 | tee -a "$OUT/device.txt"
 done
 {

@@ -432,7 +432,12 @@ def inference_batch_rows(model, device, n_draws=1, input_width=0):
     n_values = getattr(likelihood, "n_values", likelihood.n_params)
     per_row = 4 * n_draws * (2 * max(widths, default=1) + n_values) + 12 * input_width
     budget = INFERENCE_BYTES.get(torch.device(device).type, INFERENCE_BYTES["cpu"])
-    return int(max(1, min(2**20, budget // per_row)))
+    rows = budget // per_row
+    if input_width:
+        # The densified copy is made in host memory, whatever the device: it
+        # keeps to the host's budget, not to a GPU's larger one.
+        rows = min(rows, INFERENCE_BYTES["cpu"] // (12 * input_width))
+    return int(max(1, min(2**20, rows)))
 
 
 def map_batches(fn, n_rows, load, batch_rows):

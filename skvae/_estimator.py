@@ -86,6 +86,22 @@ def _resolve_device(device):
     return torch.device(device)
 
 
+def _loading_device(device):
+    """Where a saved model is rebuilt: the device ``fit`` would choose, or the
+    CPU, with a warning, when the model asks for CUDA and this machine has
+    none (a saved model loads anywhere)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            "This model was saved with device='cuda' but no CUDA device is "
+            "available here: it is loaded on the CPU. Set device='cpu' (or "
+            "'auto') before fitting it again.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return _resolve_device(device)
+
+
 def _plain_float_rows(X):
     """True for a 2-D float32/float64 numpy array with at least one row."""
     return (
@@ -1575,7 +1591,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError("some weights are NaN or infinite")
         module.load_state_dict(tensors)
         module.eval()
-        self.module_ = module
+        # On the device the parameter asks for, as after fit; the Adam state
+        # follows the parameters in load_state_dict below.
+        self.module_ = module = module.to(_loading_device(self.device))
         self.optimizer_ = make_optimizer(module, self.learning_rate_init)
         self.optimizer_.load_state_dict(
             _map_tree(optimizer_state, np.ndarray, torch.from_numpy)

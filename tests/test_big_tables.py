@@ -253,6 +253,19 @@ def test_map_batches_gathers_results_in_order():
     assert [s.start for s in seen] == [0, 5, 10, 15, 20]
 
 
+def test_sparse_rows_densify_within_the_hosts_budget_on_any_device(X_small):
+    # The densified batch lives in host memory even when the model is on a GPU,
+    # whose budget is 32x the host's.
+    vae = VAETransformer(max_iter=1, warmup_epochs=0, device="cpu", **TINY).fit(X_small)
+    width = 30_000
+    host_rows = data.INFERENCE_BYTES["cpu"] // (12 * width)
+    for device in ("cpu", "cuda"):  # (only the budget is looked up: no GPU needed)
+        rows = data.inference_batch_rows(vae.module_, torch.device(device), 1, width)
+        assert 1 <= rows <= host_rows
+    gpu_dense = data.inference_batch_rows(vae.module_, torch.device("cuda"))
+    assert gpu_dense > 10 * host_rows  # dense inputs keep the GPU's budget
+
+
 def test_inference_batches_follow_the_memory_budget(X_small, monkeypatch):
     vae = VAETransformer(max_iter=2, warmup_epochs=0, **TINY).fit(X_small)
     device = vae._model_device()
@@ -383,7 +396,10 @@ def test_early_stopping_reads_both_parts_from_the_array_itself(X_small, monkeypa
 
     monkeypatch.setattr(data.TrainingRows, "from_table", classmethod(spy))
     X = X_small.astype(np.float32)
-    vae = VAETransformer(early_stopping=True, max_iter=3, warmup_epochs=0, **TINY)
+    # On the CPU: a GPU fit copies the rows to the device, by design.
+    vae = VAETransformer(
+        early_stopping=True, max_iter=3, warmup_epochs=0, device="cpu", **TINY
+    )
     vae.fit(X)
     train, validation = made
     for rows in made:  # no copy of the table, only positions in it

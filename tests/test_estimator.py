@@ -300,6 +300,8 @@ def test_global_random_state_untouched(X_small, random_state):
     np.random.seed(123)
     torch_state = torch.get_rng_state()
     numpy_state = np.random.get_state()
+    gpu = torch.cuda.is_available()  # (then the model trains there, by default)
+    cuda_states = torch.cuda.get_rng_state_all() if gpu else []
     vae = fitted(X_small, random_state=random_state, early_stopping=True)
     vae.transform(X_small)
     vae.sample(5, random_state=random_state)
@@ -307,6 +309,8 @@ def test_global_random_state_untouched(X_small, random_state):
     vae.partial_fit(X_small)
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+    after = torch.cuda.get_rng_state_all() if gpu else []
+    assert all(map(torch.equal, after, cuda_states)) and len(after) == len(cuda_states)
 
 
 # ----------------------------------------------------------- persistence & clone
@@ -336,6 +340,30 @@ def test_pickle_round_trip(X_small, tmp_path, dumps_loads):
     before = restored.transform(X_small)
     restored.partial_fit(X_small)
     assert not np.allclose(restored.transform(X_small), before)
+
+
+def test_a_loaded_model_runs_where_its_device_parameter_says(X_small):
+    vae = fitted(X_small)
+    restored = pickle.loads(pickle.dumps(vae))
+    # As fit placed it: on the GPU with "auto" where there is one.
+    assert restored._model_device() == vae._model_device()
+    assert all(
+        state.device == restored._model_device()
+        for values in restored.optimizer_.state.values()
+        for state in values.values()
+        if torch.is_tensor(state) and state.dim() > 0
+    )
+    vae.set_params(device="cuda")  # as if saved on a GPU machine
+    if torch.cuda.is_available():
+        restored = pickle.loads(pickle.dumps(vae))
+        assert restored._model_device().type == "cuda"
+    else:
+        with pytest.warns(UserWarning, match="no CUDA device is available here"):
+            restored = pickle.loads(pickle.dumps(vae))
+        assert restored._model_device().type == "cpu"
+    np.testing.assert_allclose(
+        restored.transform(X_small), vae.transform(X_small), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_clone_is_unfitted_with_same_params(X_small):

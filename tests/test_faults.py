@@ -136,7 +136,8 @@ def test_inference_that_runs_the_device_out_of_memory_retries_smaller(
         return encode(x, observed)
 
     monkeypatch.setattr(vae.module_, "encode", needs_small_batches)
-    np.testing.assert_array_equal(vae.transform(X), expected)
+    # (close, not equal: on a GPU another batch size may pick another kernel)
+    np.testing.assert_allclose(vae.transform(X), expected, rtol=1e-6, atol=1e-7)
     # Halved until a batch fits, then the rest of the rows in batches that fit.
     assert sizes == [400, 200, 100] + [50] * 8
 
