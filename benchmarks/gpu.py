@@ -12,7 +12,9 @@ one-off costs (CUDA context, kernels, torch's optimiser imports):
    two epochs of the hand-written loop of ``speed.py`` on a tensor already on
    the device (rows per second, and their ratios);
 3. ``transform`` of the whole float32 array from host memory, validation and
-   transfers included (rows per second, median of three).
+   transfers included (rows per second, median of three), beside the copy of
+   the array to the device alone, from pageable and from pinned memory: the
+   transfer's limit, and whether staging batches in pinned memory would pay.
 
     python benchmarks/gpu.py                      # 1,000,000 x 100 on CUDA
     python benchmarks/gpu.py --rows 2000 --features 8 --device cpu   # a smoke run
@@ -72,7 +74,8 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = measure(args, X, X_test, speed)
-    fit_s, mse, plan, skvae_rate, eager_rate, graphed, hand_rate, transform_s = results
+    fit_s, mse, plan, skvae_rate, eager_rate, graphed, hand_rate = results[:7]
+    transform_s, pageable_s, pinned_s = results[7:]
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"{args.rows:,} x {args.features} float32 on {name}")
     print("| measure | skvae | hand-written | ratio | target |")
@@ -97,6 +100,13 @@ def main(argv=None):
         f"| transform rows/s (from host float32) | {args.rows / transform_s:,.0f} "
         "| | | 10,000,000 |"
     )
+    # What the copy alone allows: how far transform is from the transfer, and
+    # whether staging batches in pinned memory would pay.
+    print(
+        f"| copy of the rows to the device, rows/s: pageable / pinned "
+        f"| {args.rows / pageable_s:,.0f} / "
+        f"{'n/a' if pinned_s is None else f'{args.rows / pinned_s:,.0f}'} | | | |"
+    )
     return {
         "fit_s": fit_s,
         "mse": mse,
@@ -104,6 +114,7 @@ def main(argv=None):
         "eager_train_ratio": eager_rate / hand_rate,
         "cuda_graphs": graphed,
         "transform_rows_per_s": args.rows / transform_s,
+        "copy_rows_per_s": args.rows / pageable_s,
     }
 
 
@@ -143,6 +154,17 @@ def measure(args, X, X_test, speed):
     transform_s = statistics.median(
         timed(lambda: vae.transform(X), device)[0] for _ in range(3)
     )
+    host = torch.from_numpy(X)
+    pageable_s = statistics.median(
+        timed(lambda: host.to(device, copy=True), device)[0] for _ in range(3)
+    )
+    pinned_s = None
+    if torch.device(device).type == "cuda":
+        pinned = host.pin_memory()
+        pinned_s = statistics.median(
+            timed(lambda: pinned.to(device, non_blocking=True), device)[0]
+            for _ in range(3)
+        )
     return (
         fit_s,
         mse,
@@ -152,6 +174,8 @@ def measure(args, X, X_test, speed):
         graphed,
         hand_rate,
         transform_s,
+        pageable_s,
+        pinned_s,
     )
 
 

@@ -132,11 +132,11 @@ def test_gpu_check_runs_its_three_measurements(capsys):
     results = load("gpu").main(["--rows", "600", "--features", "4", "--device", "cpu"])
     assert results["fit_s"] > 0 and results["train_ratio"] > 0
     assert results["transform_rows_per_s"] > 0 and results["mse"] > 0.01
-    assert results["eager_train_ratio"] > 0
+    assert results["eager_train_ratio"] > 0 and results["copy_rows_per_s"] > 0
     assert results["cuda_graphs"] is False  # graphs are for CUDA devices only
     out = capsys.readouterr().out
     rows = ("| default fit", "| train rows/s at batch 1024", "| the same, SKVAE_CUDA")
-    for row in (*rows, "| transform rows/s"):
+    for row in (*rows, "| transform rows/s", "| copy of the rows to the device"):
         assert row in out
 
 
