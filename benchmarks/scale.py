@@ -20,7 +20,7 @@ a few rows has paid the one-off import costs. Tables:
 
 Methods: ``skvae`` (``VAETransformer`` with its defaults, ``n_components=2``),
 ``legacy`` (the old fixed budget: ``max_iter=150, batch_size=128,
-warmup_epochs=10``), ``hand`` (the hand-written PyTorch loop of
+warmup_epochs=10, n_iter_no_change=10``), ``hand`` (the hand-written PyTorch loop of
 ``benchmarks/speed.py`` on a preloaded tensor, run for the batch size and
 epochs that skvae's default plan picks), ``pca`` and ``umap`` (if installed),
 and ``setup``: a default ``fit`` whose training loop is replaced by a no-op,
@@ -55,7 +55,12 @@ DEFAULT_TABLES = [
     "diamonds",
     "flights",
 ]
-LEGACY = {"max_iter": 150, "batch_size": 128, "warmup_epochs": 10}
+LEGACY = {
+    "max_iter": 150,
+    "batch_size": 128,
+    "warmup_epochs": 10,
+    "n_iter_no_change": 10,
+}
 
 
 def manifold(n_rows, n_features, seed=0, draw=0):

@@ -316,9 +316,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the training data). ``"auto"``
         plans the budget from the number of training rows: 150 epochs up to
-        2,048 rows (about 1,500 steps); beyond, as many epochs as see
-        ``150 * 2048 * (n_rows / 2048) ** 0.4`` rows, at least 3 (15 epochs at
-        100,000 rows, 4 at a million), so that cost grows like
+        2,048 rows (1,500 steps on the digits' 1,257 rows); beyond, as many
+        epochs as see ``150 * 2048 * (n_rows / 2048) ** 0.4`` rows, at least 3
+        (15 epochs at 100,000 rows, 4 at a million), so that cost grows like
         ``n_rows ** 0.4`` rather than ``150 * n_rows``. A fit that runs its
         planned budget to the end raises no ``ConvergenceWarning`` (an explicit
         int that is reached does). The plan is in ``training_plan_``. At most
@@ -350,8 +350,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         space from collapsing onto the prior early in training. Patience for
         stopping counts only after the warm-up. ``"auto"``: a fifteenth of the
         planned epochs (10 of 150; one epoch of 15 at 100,000 rows); for
-        :meth:`partial_fit`, a fifteenth of what ``fit`` would plan for a
-        chunk of that size.
+        :meth:`partial_fit`, a fifteenth of what ``fit`` would plan for the
+        first chunk's size, kept for the later chunks.
     input_noise : float, default=0.0
         Standard deviation of Gaussian noise added, during training only, to
         the standardised numeric (Gaussian) entries the encoder reads; the
@@ -426,7 +426,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``cuda_graphs``, whether its full batches replayed their forward and
         backward passes from captured CUDA graphs (experimental: on a GPU,
         for a call of at least 200 steps, with ``SKVAE_CUDA_GRAPHS=1``, never
-        with ``input_noise``).
+        with ``input_noise`` or for a dask array).
     best_loss_ : float or None
         Lowest value of ``loss_curve_``; None with ``early_stopping=True``.
     validation_scores_ : list of float or None
