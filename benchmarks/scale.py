@@ -20,15 +20,17 @@ a few rows has paid the one-off import costs. Tables:
 
 Methods: ``skvae`` (``VAETransformer`` with its defaults, ``n_components=2``),
 ``legacy`` (the old fixed budget: ``max_iter=150, batch_size=128,
-warmup_epochs=10, n_iter_no_change=10``), ``hand`` (the hand-written PyTorch loop of
-``benchmarks/speed.py`` on a preloaded tensor, run for the batch size and
-epochs that skvae's default plan picks), ``pca`` and ``umap`` (if installed),
+warmup_epochs=10, n_iter_no_change=10``), ``bf16`` (skvae's defaults with
+``precision="bfloat16"``, only when asked for), ``hand`` (the hand-written
+PyTorch loop of ``benchmarks/speed.py`` on a preloaded tensor, run for the batch
+size and epochs that skvae's default plan picks), ``pca`` and ``umap`` (if
+installed),
 and ``setup``: a default ``fit`` whose training loop is replaced by a no-op,
 which isolates the one-off costs (validation, column statistics, the model and
 the training rows); for tables of a million rows or more.
 
     python benchmarks/scale.py [--tables manifold:1000x50 ... flights]
-        [--methods skvae legacy hand pca umap setup] [--legacy-max-rows 100000]
+        [--methods skvae legacy hand pca umap setup bf16] [--legacy-max-rows 100000]
         [--umap-max-rows 100000] [--vae-params '{"hidden_layer_sizes": [256, 128]}']
 
 ``--vae-params`` (JSON) adds VAETransformer parameters to the skvae rows.
@@ -159,9 +161,9 @@ def run_numeric(method, table, vae_params):
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
-    if method in ("skvae", "legacy"):
-        params = LEGACY if method == "legacy" else vae_params
-        model = VAETransformer(random_state=0, **params).fit(X)
+    if method in ("skvae", "legacy", "bf16"):
+        model = VAETransformer(random_state=0, **method_params(method, vae_params))
+        model.fit(X)
         result["plan"] = model.training_plan_
         result["epochs"] = model.n_iter_
     elif method == "pca":
@@ -208,11 +210,11 @@ def run_real(method, name, vae_params):
     frame = real_table(name)
     test = frame.sample(frac=0.1, random_state=0)
     train = frame.drop(test.index)
-    warm_up("skvae", train.iloc[:200])
+    warm_up(method, train.iloc[:200])
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
-    params = LEGACY if method == "legacy" else vae_params
+    params = method_params(method, vae_params)
     # Held-out rows hold tail numbers never seen in training: read them as missing.
     vae = VAETransformer(random_state=0, handle_unknown="missing", **params)
     vae.fit(train)
@@ -245,14 +247,24 @@ def run_real(method, name, vae_params):
     return result
 
 
+def method_params(method, vae_params):
+    """VAETransformer's parameters for a skvae method's rows."""
+    if method == "legacy":
+        return LEGACY
+    if method == "bf16":
+        return {**vae_params, "precision": "bfloat16"}
+    return vae_params
+
+
 def warm_up(method, X):
     """Pay one-off import and first-call costs outside the timing."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if method in ("skvae", "legacy", "hand", "setup"):
+        if method in ("skvae", "legacy", "hand", "setup", "bf16"):
             from skvae import VAETransformer
 
-            VAETransformer(max_iter=1).fit(X)
+            precision = "bfloat16" if method == "bf16" else "float32"
+            VAETransformer(max_iter=1, precision=precision).fit(X)
         elif method == "umap":
             import umap
 
@@ -280,7 +292,7 @@ def wanted(table, method, args):
     if table in ("diamonds", "flights"):
         # PCA, UMAP and the hand-written loop take numbers only; the old
         # budget on these tables would take many minutes (150 epochs).
-        return method == "skvae"
+        return method in ("skvae", "bf16")
     if method == "legacy":
         return rows <= args.legacy_max_rows
     if method == "setup":

@@ -228,7 +228,9 @@ class Encoder(nn.Module):
     def forward(self, x, observed=None):
         if self.reader is not None:
             x = self.reader(x, observed)
-        mu, log_var = self.net(x).chunk(2, dim=1)
+        # float32 out (a no-op unless a bfloat16 autocast is on), so that the
+        # KL and the reparameterisation keep their precision.
+        mu, log_var = self.net(x).float().chunk(2, dim=1)
         return mu, log_var
 
     @property
@@ -248,7 +250,7 @@ class Decoder(nn.Module):
         self.net = make_mlp(sizes, activation, generator)
 
     def forward(self, z):
-        return self.net(z)
+        return self.net(z).float()  # (as the encoder's outputs)
 
 
 class VAE(nn.Module):

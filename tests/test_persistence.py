@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvae import VAEImputer, VAETransformer
+from skvae._estimator import _ADDED_PARAMETERS
 
 FAST = dict(hidden_layer_sizes=(16,), max_iter=5, warmup_epochs=0, random_state=0)
 
@@ -133,9 +134,11 @@ def test_an_unfitted_estimator_saves_and_loads(table):
 def test_a_model_saved_before_a_parameter_existed_loads_with_its_default(table):
     vae = quiet(VAETransformer(**FAST).fit, table)
     state = vae.__getstate__()
-    del state["input_noise"]  # as saved by a version without the parameter
+    for name in _ADDED_PARAMETERS:  # as saved by a version without them
+        del state[name]
     old = VAETransformer.__new__(VAETransformer)
     old.__setstate__(state)
     assert old.get_params()["input_noise"] == 0.0
+    assert old.get_params()["precision"] == "float32"
     np.testing.assert_array_equal(old.transform(table), vae.transform(table))
     quiet(old.partial_fit, table)  # and it trains on

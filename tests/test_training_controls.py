@@ -556,3 +556,71 @@ def test_partial_fit_records_no_patience(X_small):
     vae = make().partial_fit(X_small)
     assert vae.training_plan_["n_iter_no_change"] is None
     assert quiet_fit(make(), X_small).training_plan_["n_iter_no_change"] == 16
+
+
+# ------------------------------------------------------------------ precision
+
+
+def _record_linear_outputs(module):
+    """The dtypes the networks' linear layers put out, as they run."""
+    dtypes = []
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    return dtypes
+
+
+def test_bfloat16_multiplies_in_bfloat16_only_while_training(X_small):
+    vae = quiet_fit(make(max_iter=1, warm_start=True), X_small)
+    products = _record_linear_outputs(vae.module_)
+    codes = []
+    vae.module_.encoder.register_forward_hook(
+        lambda m, i, out: codes.append(out[0].dtype)
+    )
+    quiet_fit(vae.set_params(precision="bfloat16", max_iter=2), X_small)
+    assert products and set(products) == {torch.bfloat16}
+    assert set(codes) == {torch.float32}  # the KL and z are computed in float32
+    assert {p.dtype for p in vae.module_.parameters()} == {torch.float32}
+    assert all(np.isfinite(vae.loss_curve_))
+    products.clear()
+    Z = vae.transform(X_small)
+    vae.score_samples(X_small)
+    vae.inverse_transform(Z)
+    assert products and set(products) == {torch.float32}
+
+
+def test_bfloat16_trains_about_as_well_as_float32(X_small):
+    full = quiet_fit(make(max_iter=40), X_small)
+    mixed = quiet_fit(make(max_iter=40, precision="bfloat16"), X_small)
+    assert not np.array_equal(mixed.transform(X_small), full.transform(X_small))
+    # Both learnt the table: far above the score of the first epoch's model.
+    first = quiet_fit(make(max_iter=1), X_small).score(X_small)
+    assert mixed.score(X_small) - first > 0.8 * (full.score(X_small) - first)
+
+
+def test_bfloat16_trains_without_cuda_graphs(monkeypatch):
+    steps = []
+
+    def record(device, n_steps, threaded_reads=False):
+        steps.append(n_steps)
+        return False
+
+    monkeypatch.setattr(training, "wants_graphs", record)
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    quiet_fit(make(max_iter=2, precision="bfloat16"), X)
+    assert steps == []  # never asked: the graphs record float32 steps
+    quiet_fit(make(max_iter=2), X)
+    assert steps == [4]
+
+
+def test_bfloat16_is_refused_on_a_gpu_without_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    vae = make(precision="bfloat16")
+    with pytest.raises(ValueError, match="no bfloat16 arithmetic"):
+        vae._checked_precision(torch.device("cuda"))
+    assert vae._checked_precision(torch.device("cpu")) == "bfloat16"
+
+
+def test_precision_must_be_a_known_one(X_small):
+    with pytest.raises(ValueError, match="precision"):
+        make(precision="float16").fit(X_small)
