@@ -537,8 +537,9 @@ def test_input_noise_without_gaussian_columns_warns_and_does_nothing():
     np.testing.assert_array_equal(noisy.transform(table), plain.transform(table))
 
 
-def test_input_noise_trains_without_cuda_graphs(monkeypatch):
-    # The graphs read the data as it is: a corrupted copy would bypass them.
+@pytest.fixture
+def graph_requests(monkeypatch):
+    """The step counts training asks ``wants_graphs`` about (never granted)."""
     steps = []
 
     def record(device, n_steps, threaded_reads=False):
@@ -546,6 +547,12 @@ def test_input_noise_trains_without_cuda_graphs(monkeypatch):
         return False
 
     monkeypatch.setattr(training, "wants_graphs", record)
+    return steps
+
+
+def test_input_noise_trains_without_cuda_graphs(graph_requests):
+    # The graphs read the data as it is: a corrupted copy would bypass them.
+    steps = graph_requests
     X = np.random.default_rng(0).normal(size=(64, 3))
     quiet_fit(make(max_iter=2, input_noise=0.3), X)
     quiet_fit(make(max_iter=2), X)
@@ -598,14 +605,8 @@ def test_bfloat16_trains_about_as_well_as_float32(X_small):
     assert mixed.score(X_small) - first > 0.8 * (full.score(X_small) - first)
 
 
-def test_bfloat16_trains_without_cuda_graphs(monkeypatch):
-    steps = []
-
-    def record(device, n_steps, threaded_reads=False):
-        steps.append(n_steps)
-        return False
-
-    monkeypatch.setattr(training, "wants_graphs", record)
+def test_bfloat16_trains_without_cuda_graphs(graph_requests):
+    steps = graph_requests
     X = np.random.default_rng(0).normal(size=(64, 3))
     quiet_fit(make(max_iter=2, precision="bfloat16"), X)
     assert steps == []  # never asked: the graphs record float32 steps
