@@ -5,7 +5,7 @@ Three measurements on a float32 table of ``--rows`` x ``--features`` (the
 one-off costs (CUDA context, kernels, torch's optimiser imports):
 
 1. a default ``VAETransformer().fit`` (the automatic budget) on the device:
-   time, plan, held-out MSE;
+   time, plan, held-out MSE; and the same with ``precision="bfloat16"``;
 2. training rate at ``--batch-size`` (1,024 by default): two epochs of
    VAETransformer with its steps replayed from CUDA graphs
    (``SKVAE_CUDA_GRAPHS=1``, experimental) and two with eager steps, against
@@ -73,60 +73,77 @@ def main(argv=None):
     X_test, _ = scale.manifold(min(args.rows, 20_000), args.features, draw=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = measure(args, X, X_test, speed)
-    fit_s, mse, plan, skvae_rate, eager_rate, graphed, hand_rate = results[:7]
-    transform_s, pageable_s, pinned_s = results[7:]
+        m = measure(args, X, X_test, speed)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"{args.rows:,} x {args.features} float32 on {name}")
+    plan, rows = m["plan"], args.rows
+    train_ratio = m["skvae_rate"] / m["hand_rate"]
+    eager_ratio = m["eager_rate"] / m["hand_rate"]
+    print(f"{rows:,} x {args.features} float32 on {name}")
     print("| measure | skvae | hand-written | ratio | target |")
     print("|---|---|---|---|---|")
     print(
         f"| default fit (plan {plan['batch_size']} x {plan['max_iter']}, CUDA "
         f"graphs {'on' if plan['cuda_graphs'] else 'off'}), s "
-        f"| {fit_s:.1f} | | | under 20 s at 1,000,000 x 100 |"
+        f"| {m['fit_s']:.1f} | | | under 20 s at 1,000,000 x 100 |"
     )
-    print(f"| held-out MSE of the default fit (floor 0.01) | {mse:.4f} | | | |")
+    print(f"| held-out MSE of the default fit (floor 0.01) | {m['mse']:.4f} | | | |")
+    print(
+        f"| the same with precision='bfloat16': fit s / held-out MSE "
+        f"| {m['bf16_fit_s']:.1f} / {m['bf16_mse']:.4f} | | | |"
+    )
     print(
         f"| train rows/s at batch {args.batch_size} (2 epochs, whole fit, CUDA "
-        f"graphs {'on' if graphed else 'off'}) "
-        f"| {skvae_rate:,.0f} | {hand_rate:,.0f} | {skvae_rate / hand_rate:.2f}x "
+        f"graphs {'on' if m['graphed'] else 'off'}) "
+        f"| {m['skvae_rate']:,.0f} | {m['hand_rate']:,.0f} | {train_ratio:.2f}x "
         "| 2x |"
     )
     print(
         f"| the same, SKVAE_CUDA_GRAPHS=0 (eager steps) "
-        f"| {eager_rate:,.0f} | {hand_rate:,.0f} | {eager_rate / hand_rate:.2f}x | |"
+        f"| {m['eager_rate']:,.0f} | {m['hand_rate']:,.0f} | {eager_ratio:.2f}x | |"
     )
     print(
-        f"| transform rows/s (from host float32) | {args.rows / transform_s:,.0f} "
+        f"| transform rows/s (from host float32) | {rows / m['transform_s']:,.0f} "
         "| | | 10,000,000 |"
     )
     # What the copy alone allows: how far transform is from the transfer, and
     # whether staging batches in pinned memory would pay.
+    pinned = m["pinned_s"]
     print(
         f"| copy of the rows to the device, rows/s: pageable / pinned "
-        f"| {args.rows / pageable_s:,.0f} / "
-        f"{'n/a' if pinned_s is None else f'{args.rows / pinned_s:,.0f}'} | | | |"
+        f"| {rows / m['pageable_s']:,.0f} / "
+        f"{'n/a' if pinned is None else f'{rows / pinned:,.0f}'} | | | |"
     )
     return {
-        "fit_s": fit_s,
-        "mse": mse,
-        "train_ratio": skvae_rate / hand_rate,
-        "eager_train_ratio": eager_rate / hand_rate,
-        "cuda_graphs": graphed,
-        "transform_rows_per_s": args.rows / transform_s,
-        "copy_rows_per_s": args.rows / pageable_s,
+        "fit_s": m["fit_s"],
+        "mse": m["mse"],
+        "bf16_fit_s": m["bf16_fit_s"],
+        "train_ratio": train_ratio,
+        "eager_train_ratio": eager_ratio,
+        "cuda_graphs": m["graphed"],
+        "transform_rows_per_s": rows / m["transform_s"],
+        "copy_rows_per_s": rows / m["pageable_s"],
     }
+
+
+def default_fit(X, X_test, device, **params):
+    """Seconds of a default fit, its held-out MSE and the model."""
+    fit_s, vae = timed(
+        lambda: VAETransformer(device=device, random_state=0, **params).fit(X), device
+    )
+    mse = float(np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2))
+    return fit_s, mse, vae
 
 
 def measure(args, X, X_test, speed):
     device = args.device
-    VAETransformer(max_iter=1, device=device).fit(X[:2000])  # warm-up
-
-    fit_s, vae = timed(
-        lambda: VAETransformer(device=device, random_state=0).fit(X), device
+    m = {}
+    for precision in ("float32", "bfloat16"):  # warm-ups
+        VAETransformer(max_iter=1, device=device, precision=precision).fit(X[:2000])
+    m["fit_s"], m["mse"], vae = default_fit(X, X_test, device)
+    m["plan"] = vae.training_plan_
+    m["bf16_fit_s"], m["bf16_mse"], _ = default_fit(
+        X, X_test, device, precision="bfloat16"
     )
-    mse = float(np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2))
-    plan = vae.training_plan_
 
     def skvae_epochs(graphs):
         os.environ["SKVAE_CUDA_GRAPHS"] = "1" if graphs else "0"
@@ -145,38 +162,27 @@ def measure(args, X, X_test, speed):
     tensor = torch.from_numpy((X - X.mean(0)) / X.std(0)).to(device)
     speed.hand_written_fit(tensor[:2000], 2, 1, args.batch_size)  # warm-up
     hand_epoch_s, _ = speed.hand_written_fit(tensor, 2, 2, args.batch_size)
-    skvae_rate = 2 * args.rows / skvae_s
-    eager_rate = 2 * args.rows / eager_s
-    graphed = graphed_fit.training_plan_["cuda_graphs"]
-    hand_rate = args.rows / hand_epoch_s
+    m["skvae_rate"] = 2 * args.rows / skvae_s
+    m["eager_rate"] = 2 * args.rows / eager_s
+    m["graphed"] = graphed_fit.training_plan_["cuda_graphs"]
+    m["hand_rate"] = args.rows / hand_epoch_s
 
     vae.transform(X[:1000])
-    transform_s = statistics.median(
+    m["transform_s"] = statistics.median(
         timed(lambda: vae.transform(X), device)[0] for _ in range(3)
     )
     host = torch.from_numpy(X)
-    pageable_s = statistics.median(
+    m["pageable_s"] = statistics.median(
         timed(lambda: host.to(device, copy=True), device)[0] for _ in range(3)
     )
-    pinned_s = None
+    m["pinned_s"] = None
     if torch.device(device).type == "cuda":
         pinned = host.pin_memory()
-        pinned_s = statistics.median(
+        m["pinned_s"] = statistics.median(
             timed(lambda: pinned.to(device, non_blocking=True), device)[0]
             for _ in range(3)
         )
-    return (
-        fit_s,
-        mse,
-        plan,
-        skvae_rate,
-        eager_rate,
-        graphed,
-        hand_rate,
-        transform_s,
-        pageable_s,
-        pinned_s,
-    )
+    return m
 
 
 if __name__ == "__main__":

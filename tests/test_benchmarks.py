@@ -131,11 +131,17 @@ def test_gpu_check_runs_its_three_measurements(capsys):
     # The script is made for a CUDA device; on the CPU it runs the same code.
     results = load("gpu").main(["--rows", "600", "--features", "4", "--device", "cpu"])
     assert results["fit_s"] > 0 and results["train_ratio"] > 0
+    assert results["bf16_fit_s"] > 0
     assert results["transform_rows_per_s"] > 0 and results["mse"] > 0.01
     assert results["eager_train_ratio"] > 0 and results["copy_rows_per_s"] > 0
     assert results["cuda_graphs"] is False  # graphs are for CUDA devices only
     out = capsys.readouterr().out
-    rows = ("| default fit", "| train rows/s at batch 1024", "| the same, SKVAE_CUDA")
+    rows = (
+        "| default fit",
+        "| the same with precision",
+        "| train rows/s at batch",
+        "| the same, SKVAE_CUDA",
+    )
     for row in (*rows, "| transform rows/s", "| copy of the rows to the device"):
         assert row in out
 
