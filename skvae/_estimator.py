@@ -366,9 +366,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         get noise (a table without any gets a warning).
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps. ``"bfloat16"`` trains in mixed
-        precision: the networks' matrix products run in bfloat16 (under
-        ``torch.autocast``), while the weights, the optimiser, the likelihood
-        and the KL stay in float32, and every other method (``transform``,
+        precision: the networks' matrix products (and the output projection of
+        label columns of more than 64 levels) run in bfloat16 (under
+        ``torch.autocast``), while the weights, the optimiser, the likelihood's
+        scores and the KL stay in float32, and every other method (``transform``,
         ``score``, early stopping's validation score...) runs in float32. It
         pays where the hardware multiplies bfloat16 fast and the batches are
         large: on a 2-core CPU with AMX, default fits of 1,000,000 x 100 and
@@ -803,16 +804,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self._record(history, config, incremental=incremental)
 
     def _checked_precision(self, device):
-        """``precision``, refused on a GPU that has no bfloat16 arithmetic."""
+        """``precision``, refused on a GPU for which torch reports no bfloat16
+        support (the test torch's autocast makes; it counts emulation)."""
         if (
             self.precision == "bfloat16"
             and device.type == "cuda"
             and not torch.cuda.is_bf16_supported()
         ):
             raise ValueError(
-                "precision='bfloat16' was requested but this GPU has no bfloat16 "
-                "arithmetic (torch.cuda.is_bf16_supported() is False). Use "
-                "precision='float32'."
+                "precision='bfloat16' was requested but torch reports no bfloat16 "
+                "support on this GPU (torch.cuda.is_bf16_supported() is False). "
+                "Use precision='float32'."
             )
         return self.precision
 

@@ -345,8 +345,14 @@ def train_step(model, optimizer, x, noise, beta, encoder_input=None, autocast=No
     -E_q[log p(x|z)] and of the KL term, in that order.
     """
     optimizer.zero_grad(set_to_none=True)
+    # No cache of the weights' bfloat16 copies: torch empties it only when the
+    # outermost autocast block ends, so inside a caller's own autocast block
+    # every step would read the first step's weights (and learn nothing).
     with torch.autocast(
-        autocast or "cpu", dtype=torch.bfloat16, enabled=autocast is not None
+        autocast or "cpu",
+        dtype=torch.bfloat16,
+        enabled=autocast is not None,
+        cache_enabled=False,
     ):
         loss, sums = minibatch_loss(model, x, noise, beta, encoder_input)
     loss.backward()

@@ -580,13 +580,17 @@ def _record_linear_outputs(module):
 def test_bfloat16_multiplies_in_bfloat16_only_while_training(X_small):
     vae = quiet_fit(make(max_iter=1, warm_start=True), X_small)
     products = _record_linear_outputs(vae.module_)
-    codes = []
+    codes, params = [], []
     vae.module_.encoder.register_forward_hook(
         lambda m, i, out: codes.append(out[0].dtype)
+    )
+    vae.module_.decoder.register_forward_hook(
+        lambda m, i, out: params.append(out.dtype)
     )
     quiet_fit(vae.set_params(precision="bfloat16", max_iter=2), X_small)
     assert products and set(products) == {torch.bfloat16}
     assert set(codes) == {torch.float32}  # the KL and z are computed in float32
+    assert set(params) == {torch.float32}  # and so is the likelihood
     assert {p.dtype for p in vae.module_.parameters()} == {torch.float32}
     assert all(np.isfinite(vae.loss_curve_))
     products.clear()
@@ -605,6 +609,15 @@ def test_bfloat16_trains_about_as_well_as_float32(X_small):
     assert mixed.score(X_small) - first > 0.8 * (full.score(X_small) - first)
 
 
+def test_bfloat16_learns_inside_a_callers_autocast_block(X_small):
+    # A cached bfloat16 copy of the weights would outlive the steps there.
+    plain = quiet_fit(make(max_iter=5, precision="bfloat16"), X_small)
+    with torch.autocast("cpu", enabled=False):
+        nested = quiet_fit(make(max_iter=5, precision="bfloat16"), X_small)
+    np.testing.assert_allclose(nested.loss_curve_, plain.loss_curve_, rtol=1e-6)
+    assert nested.loss_curve_[-1] < nested.loss_curve_[0]
+
+
 def test_bfloat16_trains_without_cuda_graphs(graph_requests):
     steps = graph_requests
     X = np.random.default_rng(0).normal(size=(64, 3))
@@ -617,7 +630,7 @@ def test_bfloat16_trains_without_cuda_graphs(graph_requests):
 def test_bfloat16_is_refused_on_a_gpu_without_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     vae = make(precision="bfloat16")
-    with pytest.raises(ValueError, match="no bfloat16 arithmetic"):
+    with pytest.raises(ValueError, match="no bfloat16 support"):
         vae._checked_precision(torch.device("cuda"))
     assert vae._checked_precision(torch.device("cpu")) == "bfloat16"
 
