@@ -4,7 +4,9 @@ The loop is a chain of small steps (``train`` -> ``run_epoch`` -> ``train_step``
 ``elbo_terms``) so each can be read, tested and replaced on its own.
 """
 
+import contextlib
 import copy
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -348,29 +350,16 @@ def train_step(model, optimizer, x, noise, beta, encoder_input=None, autocast=No
     # No cache of the weights' bfloat16 copies: torch empties it only when the
     # outermost autocast block ends, so inside a caller's own autocast block
     # every step would read the first step's weights (and learn nothing).
-    with torch.autocast(
-        autocast or "cpu",
-        dtype=torch.bfloat16,
-        enabled=autocast is not None,
-        cache_enabled=False,
-    ):
+    mixed = (
+        torch.autocast(autocast, dtype=torch.bfloat16, cache_enabled=False)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
+    with mixed:
         loss, sums = minibatch_loss(model, x, noise, beta, encoder_input)
     loss.backward()
     optimizer.step()
     return sums
-
-
-def bfloat16_step(device):
-    """``train_step`` with its forward pass in bfloat16 mixed precision on
-    ``device``: on CPUs with AMX (and on GPUs) the matrix products of large
-    batches take a third to a half of their float32 time."""
-
-    def step(model, optimizer, x, noise, beta, encoder_input=None):
-        return train_step(
-            model, optimizer, x, noise, beta, encoder_input, autocast=device.type
-        )
-
-    return step
 
 
 def make_step(
@@ -379,11 +368,13 @@ def make_step(
     """The step function of a training call: ``train_step``, or on a GPU, for a
     call long enough to pay for the capture and with ``SKVAE_CUDA_GRAPHS=1``,
     the same step with its forward and backward passes replayed from CUDA
-    graphs (``skvae._graphs``); with ``precision="bfloat16"``, ``bfloat16_step``
-    (never captured: the graphs record float32 steps)."""
+    graphs (``skvae._graphs``); with ``precision="bfloat16"``, ``train_step``
+    in bfloat16 mixed precision on the model's device (never captured: the
+    graphs record float32 steps). On CPUs with AMX (and on GPUs) the matrix
+    products of large batches take a third to a half of their float32 time."""
     device = next(model.parameters()).device
     if precision == "bfloat16":
-        return bfloat16_step(device)
+        return functools.partial(train_step, autocast=device.type)
     if wants_graphs(device, n_steps, threaded_reads):
         return GraphedStep(model, optimizer, batch_size, minibatch_loss, train_step)
     return train_step
@@ -412,14 +403,14 @@ def run_epoch(
             beta = kl_weight(progress, config.beta, config.warmup_epochs)
             x = X.batch(rows)
             z_noise = noise[:, start : start + len(rows)]
+            read = ()  # the encoder reads x itself, or (never graphed) a copy
             if config.input_noise > 0:
-                read = corrupt_inputs(
-                    x, model.n_gaussian_inputs, config.input_noise, generator
+                read = (
+                    corrupt_inputs(
+                        x, model.n_gaussian_inputs, config.input_noise, generator
+                    ),
                 )
-                # (never a graphed step: see train's make_step call)
-                sums = step_function(model, optimizer, x, z_noise, beta, read)
-            else:
-                sums = step_function(model, optimizer, x, z_noise, beta)
+            sums = step_function(model, optimizer, x, z_noise, beta, *read)
             # Accumulate on the device: one host sync per epoch, not one a batch.
             totals += sums
     reconstruction, kl = (totals / n_rows).tolist()
