@@ -173,11 +173,11 @@ def run_numeric(method, table, vae_params):
 
         model = umap.UMAP(n_components=2, random_state=0).fit(X)
     elif method == "setup":
-        import skvae._estimator
+        import skvae._model
         from skvae._training import TrainingHistory
 
         # Everything fit does but train: what a fit costs before its first step.
-        skvae._estimator.train = lambda *args, **kwargs: TrainingHistory()
+        skvae._model.train = lambda *args, **kwargs: TrainingHistory()
         model = VAETransformer(random_state=0).fit(X)
     elif method == "hand":
         plan = plan_budget(n_rows)

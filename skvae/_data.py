@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from ._schema import RowBlocks, is_blocked, row_chunks
+from ._schema import INFINITY_MESSAGE, RowBlocks, is_blocked, row_chunks
 
 # Memory one inference batch may take on each kind of device (activations of
 # every layer, and of every draw for the importance-sampled methods): large
@@ -36,11 +36,6 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 # Training rows stay resident on a GPU while they take at most this share of its
 # free memory; above it they stay in host memory and travel a batch at a time.
 RESIDENT_SHARE = 0.5
-
-INFINITY_MESSAGE = (
-    "Input X contains infinity. Replace infinite values with finite ones, or "
-    "with NaN to count them as missing."
-)
 
 
 @dataclass

@@ -1,20 +1,17 @@
-"""The scikit-learn facade: parameters, validation, numpy <-> tensors, fitted state.
+"""The scikit-learn facade: parameters, validation, fitted attributes, answers.
 
-This is the only module that knows scikit-learn. The networks, the likelihoods and
-the training loop live in their own torch-only modules.
+This is the only module that knows scikit-learn's estimator API, and it holds
+no torch. ``VAETransformer`` checks the caller's table (``skvae._validation``),
+makes one call into the table model (``skvae._model``), which does the work
+(schema, networks, data layer, training), and wraps the answer: fitted
+attributes after a fit, arrays or DataFrames in the caller's library after the
+other methods.
 """
 
-import copy
-import math
-import warnings
-from dataclasses import asdict
 from numbers import Integral, Real
 
-import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
-import torch
-from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 from scipy import sparse
 from sklearn.base import (
     BaseEstimator,
@@ -25,181 +22,43 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._concurrency import reads_fitted_state, state_lock
-from ._data import (
-    INFINITY_MESSAGE,
-    DeviceMemoryError,
-    OutOfMemoryError,
-    TrainingRows,
-    encode_rows,
-    inference_batch_rows,
-    map_batches,
-    standardises_on_device,
-    take_rows,
+from ._model import (
+    ACTIVATIONS,
+    MAX_SEED,
+    FitSettings,
+    TableModel,
+    fit_model,
+    warn_caller,
 )
-from ._networks import ACTIVATIONS, NumpyMLP, build_vae
-from ._onnx import export as onnx_export
-from ._progress import ProgressBar
-from ._resources import check_fits as check_memory
-from ._resources import check_output_fits
-from ._resources import estimate as estimate_memory
-from ._schema import (
-    KINDS,
-    build_schema,
-    dtype_from_portable,
-    is_blocked,
-    portable_dtype,
-    row_chunks,
-    with_dtypes,
+from ._schema import KINDS, is_blocked
+from ._validation import (
+    as_pandas,
+    check_gaussian_only,
+    in_library,
+    validate_table,
 )
-from ._training import (
-    NonFiniteLossError,
-    TrainingConfig,
-    conditional_mean,
-    fixed_noise,
-    importance_weighted_bound,
-    make_optimizer,
-    plan_budget,
-    train,
-)
-
-_MAX_SEED = np.iinfo(np.int32).max
 
 # The most epochs one fit may run: 100,000 steps of a small table take minutes.
 _MAX_EPOCHS = 100_000
-
-# transform encodes up to this many rows on the CPU with numpy rather than torch:
-# for a few rows torch's per-operation overhead dominates (see NumpyMLP).
-_NUMPY_PATH_MAX_ROWS = 16
-
-
-def _resolve_device(device):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device='cuda' was requested but no CUDA device is available to torch "
-            "(torch.cuda.is_available() is False). Use device='cpu' or device='auto'."
-        )
-    return torch.device(device)
-
-
-def _loading_device(device):
-    """Where a saved model is rebuilt: the device ``fit`` would choose, or the
-    CPU, with a warning, when the model asks for CUDA and this machine has
-    none (a saved model loads anywhere)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        warnings.warn(
-            "This model was saved with device='cuda' but no CUDA device is "
-            "available here: it is loaded on the CPU. Set device='cpu' (or "
-            "'auto') before fitting it again.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return torch.device("cpu")
-    return _resolve_device(device)
-
-
-def _plain_float_rows(X):
-    """True for a 2-D float32/float64 numpy array with at least one row."""
-    return (
-        type(X) is np.ndarray
-        and X.ndim == 2
-        and X.shape[0] > 0
-        and X.dtype in (np.float32, np.float64)
-    )
-
-
-def _make_generator(seed, device):
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed))
-    return generator
-
-
-def _frame_library(X):
-    """The module name of a dataframe that is not pandas (``"polars"``, ...),
-    as narwhals sees it; None for pandas frames and everything else."""
-    if isinstance(X, pd.DataFrame | np.ndarray):
-        return None
-    frame = nw.from_native(X, eager_only=True, pass_through=True)
-    if not isinstance(frame, nw.DataFrame):
-        return None
-    return nw.get_native_namespace(frame).__name__
-
-
-def _as_pandas(X):
-    """``(X, library)``: a polars (or other narwhals-known) dataframe as pandas
-    and its library's name; anything else as it is, with None. The schema reads
-    pandas columns, whatever library the caller uses."""
-    library = _frame_library(X)
-    if library is None:
-        return X, None
-    try:
-        return nw.from_native(X, eager_only=True).to_pandas(), library
-    except ImportError as exc:  # polars converts through pyarrow
-        raise ImportError(
-            f"Reading a {library} DataFrame needs pyarrow ({exc}). Install it with "
-            "pip install pyarrow, or pass a pandas DataFrame."
-        ) from exc
-
-
-def _in_library(result, library):
-    """``result`` (a pandas frame) in the caller's dataframe ``library``."""
-    if library is None or not isinstance(result, pd.DataFrame):
-        return result
-    import pyarrow  # present: reading the caller's frame needed it
-
-    table = pyarrow.Table.from_pandas(result, preserve_index=False)
-    return nw.from_arrow(table, backend=library).to_native()
-
 
 # Version of the saved state (__getstate__): a later skvae that changes it reads
 # the formats it knows and refuses newer ones with a clear message.
 _STATE_FORMAT = 1
 
+# Parameters added after models were first saved, with the value that gives a
+# model saved before them its old behaviour.
+_ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32"}
 
-def _map_tree(value, leaf_type, convert):
-    """``value`` with ``convert`` applied to every ``leaf_type`` inside it
-    (through dicts, lists and tuples): tensors to numpy arrays and back."""
-    if isinstance(value, leaf_type):
-        return convert(value)
-    if isinstance(value, dict):
-        return {key: _map_tree(item, leaf_type, convert) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_map_tree(item, leaf_type, convert) for item in value)
-    return value
+# Fitted state that scikit-learn's trailing underscore does not mark.
+_FITTED_PRIVATE = ("_model", "_n_features_out", "_frame_library")
 
 
-def _to_numpy(tensor):
-    # A copy: a CPU tensor's numpy view would alias the live weights.
-    return tensor.detach().cpu().numpy().copy()
-
-
-def _is_fitted_name(name, private):
-    """Whether attribute ``name`` is fitted state: ends in ``_`` (scikit-learn's
-    convention) or is one of the ``private`` fitted names."""
-    return (name.endswith("_") and not name.startswith("__")) or name in private
-
-
-def _refuse_non_finite(values, method):
-    """Never hand back NaN or infinities: say what went wrong instead."""
-    finite = np.isfinite(values)
-    if finite.all():
-        return
-    rows = int((~finite.reshape(len(values), -1)).any(axis=1).sum())
-    raise ValueError(
-        f"{method} gave non-finite values for {rows} of {len(values)} rows: the "
-        "model's weights have diverged (refit with a smaller learning_rate_init), "
-        "or those rows lie far outside the range of the training data (check them "
-        "for extreme values)."
-    )
-
-
-def _dense_width(X):
-    """Columns a sparse `X` has once a batch of it is densified (0 otherwise)."""
-    return X.shape[1] if sparse.issparse(X) else 0
+def _is_fitted_name(name):
+    """Whether attribute ``name`` is fitted state."""
+    return (name.endswith("_") and not name.startswith("__")) or name in _FITTED_PRIVATE
 
 
 def _seed_source(random_state):
@@ -213,23 +72,19 @@ def _seed_source(random_state):
     return check_random_state(random_state)
 
 
-def _numeric_frame(X):
-    """True for a DataFrame whose columns are all plain numbers (no bool, no labels).
+def _part_of_model(name, part):
+    """The fitted attribute ``name``: the table model's ``part``."""
 
-    Such a frame goes through ``check_array`` like an array, keeping float32;
-    any other DataFrame is read column by column by the schema.
-    """
-    return all(
-        is_numeric_dtype(dtype)
-        and not is_bool_dtype(dtype)
-        and not is_complex_dtype(dtype)
-        for dtype in X.dtypes
-    )
+    def get(estimator):
+        model = estimator.__dict__.get("_model")
+        if model is None:
+            raise AttributeError(
+                f"{type(estimator).__name__!r} object has no attribute {name!r} "
+                "(it is not fitted)"
+            )
+        return getattr(model, part)
 
-
-# Parameters added after models were first saved, with the value that gives a
-# model saved before them its old behaviour.
-_ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32"}
+    return property(get, doc=f"The table model's {part} (see the class docstring).")
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -590,6 +445,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.device = device
         self.handle_unknown = handle_unknown
 
+    schema_ = _part_of_model("schema_", "schema")
+    module_ = _part_of_model("module_", "module")
+    optimizer_ = _part_of_model("optimizer_", "optimizer")
+
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y=None):
@@ -652,15 +511,6 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         try:
             work = self._private_copy(continuing)
             work._fit(X, incremental)
-        except OutOfMemoryError as error:
-            if not continuing:
-                self._publish(None)
-            raise DeviceMemoryError(
-                f"The device ran out of memory while fitting ({error}). Use a "
-                f"smaller batch_size (now {self.batch_size!r}) or smaller "
-                f"hidden_layer_sizes (now {self.hidden_layer_sizes!r}), or "
-                "device='cpu'."
-            ) from error
         except BaseException:
             if not continuing:
                 self._publish(None)
@@ -670,20 +520,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _private_copy(self, continuing):
         """A shallow copy to fit; when training continues, with its own copy of
-        the networks, the optimiser (one deepcopy, so that the optimiser still
-        points at the copied parameters) and the history."""
+        the table model and of the history."""
         # Not copy.copy: that would go through __getstate__, a numpy round trip
         # of every weight.
         work = object.__new__(type(self))
         work.__dict__.update(
-            (name, value)
-            for name, value in self.__dict__.items()
-            if name not in ("_state_lock", "_numpy_encoder_cache")
+            (name, value) for name, value in vars(self).items() if name != "_state_lock"
         )
         if continuing:
-            work.module_, work.optimizer_ = copy.deepcopy(
-                (self.module_, self.optimizer_)
-            )
+            work._model = self._model.copy()
             work.history_ = list(self.history_)
         return work
 
@@ -691,294 +536,70 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Replace the fitted state by ``work``'s (None: unfit), in one step."""
 
         def update():
-            self._clear_fitted_state()
+            for name in [name for name in vars(self) if _is_fitted_name(name)]:
+                delattr(self, name)
             if work is not None:
                 # Fitted attributes only: a set_params made meanwhile stays.
                 self.__dict__.update(
                     (name, value)
-                    for name, value in work.__dict__.items()
-                    if _is_fitted_name(name, self._FITTED_PRIVATE)
+                    for name, value in vars(work).items()
+                    if _is_fitted_name(name)
                 )
 
         state_lock(self).write(update)
 
     def _continues_training(self, incremental):
-        return hasattr(self, "module_") and (incremental or self.warm_start)
+        return "_model" in self.__dict__ and (incremental or self.warm_start)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, incremental):
         # Decorated here rather than on fit so that parameter validation errors,
         # too, pass through fit's clean-up of the fitted state.
-        continuing = self._continues_training(incremental)
-        if continuing:
-            self._check_same_architecture()
+        model = self._model if self._continues_training(incremental) else None
+        settings = self._settings(model)
         if is_blocked(X) or sparse.issparse(X):
-            self._check_gaussian_only(X, incremental)
-        X, library = _as_pandas(X)
-        columns, dtypes = (
-            (list(X.columns), list(X.dtypes))
-            if isinstance(X, pd.DataFrame)
-            else (None, None)
+            stops = self.early_stopping and not incremental
+            check_gaussian_only(X, self.likelihood, stops)
+        X, library = as_pandas(X)
+        frame = isinstance(X, pd.DataFrame)
+        columns, dtypes = (list(X.columns), list(X.dtypes)) if frame else (None, None)
+        X = validate_table(self, X, model)
+        trained, outcome = fit_model(
+            model,
+            X,
+            settings,
+            _seed_source(self.random_state),
+            incremental=incremental,
+            columns=columns,
+            dtypes=dtypes,
         )
-        X = self._validate_X(X, reset=not continuing)
-        early_stopping = self.early_stopping and not incremental
-        rng = _seed_source(self.random_state)
-        # Positions of the training and validation rows (None: every row trains):
-        # the data layer reads them from X itself, so a float array is not copied.
-        train_rows = val_rows = None
-        if early_stopping:
-            train_rows, val_rows = self._split_validation(X.shape[0], rng)
-        n_train = X.shape[0] if train_rows is None else len(train_rows)
-        plan = self._plan(n_train, incremental)
-        if not continuing:
-            self._initialize(
-                X, rng, columns, dtypes, incremental, train_rows, plan.batch_size
-            )
+        if outcome.interrupted and not (model or outcome.records):
+            raise KeyboardInterrupt  # nothing trained: let _fit_or_reset unfit it
+        if model is None:
+            self.mean_, self.scale_ = trained.schema.mean, trained.schema.scale
             # Tables come back in the caller's dataframe library.
             self._frame_library = library
-            self._chunk_warmup_epochs = plan.warmup_epochs if incremental else None
-        device = self._model_device()
-        config = TrainingConfig(
-            batch_size=plan.batch_size,
-            max_epochs=plan.max_epochs,
-            tol=self.tol,
-            n_iter_no_change=plan.patience,
-            beta=self.beta,
-            warmup_epochs=plan.warmup_epochs,
-            early_stopping=early_stopping,
-            input_noise=self._effective_input_noise(),
-            precision=self._checked_precision(device),
-            learning_rate=self.learning_rate_init,
-            learning_rate_schedule="constant" if incremental else self.learning_rate,
-        )
-        # A new stream of noise for every call, reproducible from random_state.
-        seed = np.random.SeedSequence([self._train_seed, self.n_iter_])
-        progress = None
-        if self.verbose:
-            log_det = self.schema_.mean_log_jacobian()
-            progress = ProgressBar(plan, self.n_iter_, offset=log_det)
-        rows = TrainingRows.from_table(
-            self.schema_, X, device, self.handle_unknown, rows=train_rows
-        )
-        try:
-            history = train(
-                self.module_,
-                self.optimizer_,
-                rows,
-                config,
-                generator=_make_generator(seed.generate_state(1)[0], device),
-                # A rare label that fell only into the validation rows was passed
-                # to fit all the same: there it counts as missing, not as an error.
-                X_val=(
-                    TrainingRows.from_table(
-                        self.schema_, X, device, "missing", rows=val_rows
-                    )
-                    if early_stopping
-                    else None
-                ),
-                first_epoch=self.n_iter_,
-                log=progress,
-            )
-        except NonFiniteLossError as exc:
-            advice = (
-                f"Try a smaller learning_rate_init (now {self.learning_rate_init}), "
-                "check X for extreme values, or use fewer/narrower hidden layers."
-            )
-            raise NonFiniteLossError(exc.epoch, exc.loss, advice) from None
-        finally:
-            if progress is not None:
-                progress.close()
-        if history.stop_reason == "interrupted" and not (continuing or history.records):
-            raise KeyboardInterrupt  # nothing trained: let _fit_or_reset unfit it
-        self.training_plan_ = {
-            "n_rows": plan.n_rows,
-            "batch_size": plan.batch_size,
-            "max_iter": plan.max_epochs,
-            "warmup_epochs": plan.warmup_epochs,
-            "max_steps": plan.max_steps,
-            "max_samples": plan.max_samples,
-            # (a one-epoch partial_fit call never waits)
-            "n_iter_no_change": None if incremental else plan.patience,
-            "cuda_graphs": history.cuda_graphs,
-        }
-        self._record(history, config, incremental=incremental)
+            self._n_features_out = self.n_components
+            self.history_ = []
+        self._model = trained
+        self._record(outcome, early_stopping=self.early_stopping and not incremental)
+        if outcome.stop_reason == "max_epochs" and not incremental:
+            self._warn_if_not_converged()
 
-    def _checked_precision(self, device):
-        """``precision``, refused on a GPU for which torch reports no bfloat16
-        support (the test torch's autocast makes; it counts emulation)."""
-        if (
-            self.precision == "bfloat16"
-            and device.type == "cuda"
-            and not torch.cuda.is_bf16_supported()
-        ):
+    def _settings(self, model):
+        """The parameters as the model reads them; refuses a changed
+        architecture when ``model`` is to continue training."""
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
             raise ValueError(
-                "precision='bfloat16' was requested but torch reports no bfloat16 "
-                "support on this GPU (torch.cuda.is_bf16_supported() is False). "
-                "Use precision='float32'."
+                "hidden_layer_sizes must be a positive int or a sequence of positive "
+                f"ints, got {self.hidden_layer_sizes!r}."
             )
-        return self.precision
-
-    def _effective_input_noise(self):
-        """``input_noise``, or 0 with a warning for a table without Gaussian
-        columns (the noise is only ever added to those)."""
-        if self.input_noise > 0 and self.module_.n_gaussian_inputs == 0:
-            warnings.warn(
-                f"input_noise={self.input_noise} has no effect: the table has no "
-                "Gaussian (standardised numeric) columns, and the noise is only "
-                "added to those.",
-                UserWarning,
-                stacklevel=4,
-            )
-            return 0.0
-        return self.input_noise
-
-    def _plan(self, n_rows, incremental):
-        """The training call's budget; warns when the warm-up outlasts it."""
-        plan = plan_budget(
-            n_rows,
-            self.batch_size,
-            1 if incremental else self.max_iter,
-            self.warmup_epochs,
-            self.n_iter_no_change,
-        )
-        continuing = self._continues_training(incremental)
-        if incremental and self.warmup_epochs == "auto":
-            # Over partial_fit calls the warm-up counts on across chunks: it is
-            # what a fit on the first chunk's size would plan, kept for the later
-            # chunks so that the KL weight only ever grows.
-            first = self.__dict__.get("_chunk_warmup_epochs") if continuing else None
-            if first is None:
-                first = plan_budget(n_rows, self.batch_size).warmup_epochs
-            plan.warmup_epochs = first
-        epochs_before = self.n_iter_ if continuing else 0
-        if not incremental and plan.warmup_epochs >= epochs_before + plan.max_epochs:
-            planned = "" if self.max_iter != "auto" else " (planned for these rows)"
-            warnings.warn(
-                f"warmup_epochs={plan.warmup_epochs:g} >= max_iter="
-                f"{plan.max_epochs}{planned}: the KL weight never reaches beta, so "
-                "training never optimises the ELBO itself. Lower warmup_epochs or "
-                "raise max_iter.",
-                UserWarning,
-                stacklevel=6,
-            )
-        return plan
-
-    def _split_validation(self, n_rows, rng):
-        """Positions of the training rows and of the held-out validation rows."""
-        n_val = int(np.ceil(self.validation_fraction * n_rows))
-        if n_val < 1 or n_rows - n_val < 1:
-            raise ValueError(
-                "early_stopping=True needs at least one training and one validation "
-                f"row, but X has {n_rows} rows and validation_fraction="
-                f"{self.validation_fraction}. Pass more rows or set "
-                "early_stopping=False."
-            )
-        order = rng.permutation(n_rows)
-        return order[n_val:], order[:n_val]
-
-    def _initialize(
-        self, X, rng, columns, dtypes, incremental, rows=None, batch_size=128
-    ):
-        """Build the model, optimiser and standardisation from the training rows
-        (the ``rows`` of `X`; None: all of them)."""
-        hidden_layer_sizes = self._check_hidden_layer_sizes()
-        device = _resolve_device(self.device)
-        init_seed, train_seed = rng.randint(_MAX_SEED, size=2)
-        schema = build_schema(
-            X, self.likelihood, columns, dtypes, constants=not incremental, rows=rows
-        )
-        # Before anything is allocated: a typo must not exhaust the memory.
-        needs = estimate_memory(
-            schema.layout(),
-            self.n_components,
-            hidden_layer_sizes,
-            batch_size,
-            self.n_importance_samples,
-        )
-        check_memory(needs, device, self.get_params())
-        self.schema_ = schema
-        self.mean_, self.scale_ = schema.mean, schema.scale
-        self.module_ = build_vae(
-            schema.layout(),
-            self.n_components,
-            hidden_layer_sizes,
-            self.activation,
-            _make_generator(init_seed, "cpu"),
-        ).to(device)
-        self.optimizer_ = make_optimizer(self.module_, self.learning_rate_init)
-        self._train_seed = int(train_seed)
-        self._architecture = self._architecture_params()
-        self.n_iter_ = 0
-        self.history_ = []
-        self._n_features_out = self.n_components
-
-    def _record(self, history, config, incremental):
-        """Turn the torch-side history into fitted attributes, in the units of X."""
-        log_det = self.schema_.mean_log_jacobian()
-        for record in history.records:
-            entry = asdict(record)
-            entry["rows_per_second"] = record.rows_per_second
-            entry["loss"] += log_det
-            entry["reconstruction"] += log_det
-            if entry["validation_score"] is not None:
-                entry["validation_score"] -= log_det
-            self.history_.append(entry)
-        self.n_iter_ += history.n_epochs
-        self.loss_curve_ = [entry["loss"] for entry in self.history_]
-        if config.early_stopping:
-            self.best_loss_ = None
-            self.validation_scores_ = [
-                e["validation_score"]
-                for e in self.history_
-                if e["validation_score"] is not None
-            ]
-            self.best_validation_score_ = (
-                history.best_validation_score - log_det
-                if history.best_validation_score > -math.inf
-                else None
-            )
-        else:
-            self.best_loss_ = min(self.loss_curve_, default=None)
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-        if history.stop_reason == "interrupted":
-            warnings.warn(
-                f"Training interrupted by the user after {self.n_iter_} epochs; the "
-                "model keeps its current weights (with early_stopping=True, those of "
-                "the best epoch).",
-                UserWarning,
-                stacklevel=6,
-            )
-        elif (
-            history.stop_reason == "max_epochs"
-            and not incremental
-            and self.max_iter != "auto"
-        ):
-            warnings.warn(
-                f"VAETransformer: maximum iterations ({self.max_iter}) reached and the "
-                "optimisation hasn't converged yet. Raise max_iter, or set "
-                "early_stopping=True to stop on held-out data.",
-                ConvergenceWarning,
-                stacklevel=6,
-            )
-
-    def _architecture_params(self):
-        return {
-            "n_components": self.n_components,
-            "hidden_layer_sizes": self._check_hidden_layer_sizes(),
-            "activation": self.activation,
-            "likelihood": self.likelihood,
-        }
-
-    def _check_same_architecture(self):
+        settings = FitSettings.from_params(self.get_params())
+        old, new = (model.architecture, settings.architecture()) if model else ({}, {})
         changed = {
-            name: (old, new)
-            for (name, old), new in zip(
-                self._architecture.items(),
-                self._architecture_params().values(),
-                strict=True,
-            )
-            if old != new
+            name: (old[name], new[name]) for name in old if old[name] != new[name]
         }
         if changed:
             details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
@@ -987,211 +608,42 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"({details}). Set warm_start=False to train a new model, or restore "
                 "the parameters."
             )
+        return settings
 
-    _FITTED_PRIVATE = (
-        "_n_features_out",
-        "_frame_library",
-        "_chunk_warmup_epochs",
-        "_train_seed",
-        "_architecture",
-        "_numpy_encoder_cache",
-    )
-
-    def _clear_fitted_state(self):
-        for name in list(vars(self)):
-            if _is_fitted_name(name, self._FITTED_PRIVATE):
-                delattr(self, name)
-
-    def _check_hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                "hidden_layer_sizes must be a positive int or a sequence of positive "
-                f"ints, got {self.hidden_layer_sizes!r}."
-            )
-        return [int(s) for s in sizes]
-
-    def _validate_X(self, X, reset, inference=False):
-        """Check `X`; a DataFrame with non-numeric columns stays a DataFrame.
-
-        ``inference``: `X` is only read through ``encode_rows``, which looks
-        for infinities itself where the rows are standardised on a GPU.
-        """
-        if is_blocked(X):
-            return self._validate_blocks(X, reset)
-        X, _ = _as_pandas(X)
-        if isinstance(X, pd.DataFrame) and X.columns.has_duplicates:
-            repeated = list(dict.fromkeys(X.columns[X.columns.duplicated()]))
-            raise ValueError(
-                f"X has more than one column named {repeated[0]!r} (repeated "
-                f"names: {repeated}). Each column must have its own name: rename "
-                "or drop the repeats."
-            )
-        if self._reads_columns(X, reset):
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            if X.shape[0] < 1:
-                raise ValueError(
-                    f"Found a DataFrame with 0 rows (shape={X.shape}) while a "
-                    "minimum of 1 is required."
-                )
-            if not reset:
-                self.schema_.check_columns(X)
-            return X
-        if not reset:
-            self._check_model_reads_numbers()
-        if not reset and _plain_float_rows(X):
-            # Already a float matrix: the array checks reduce to one for
-            # infinities, and with no feature names to compare, validate_data's
-            # remaining check is the width, done here directly. (Both calls cost
-            # more than encoding a row: the single-row benchmark in speed.py.)
-            if hasattr(self, "feature_names_in_"):
-                # Fitted on named columns: scikit-learn warns of the missing names.
-                validate_data(self, X, reset=False, skip_check_array=True)
-            elif X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                    f"expecting {self.n_features_in_} features as input."
-                )
-            if not (inference and self._checks_infinity_on_device(X)) and any(
-                # A chunk at a time: no temporary of the whole array's size.
-                np.isinf(chunk).any()
-                for chunk in row_chunks(X)
-            ):
-                raise ValueError(INFINITY_MESSAGE)
-            return X
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan",
-            accept_sparse=("csr", "csc"),
+    def _record(self, outcome, early_stopping):
+        """What a training call did, as fitted attributes (in the units of X)."""
+        self.training_plan_ = outcome.training_plan
+        self.history_.extend(outcome.records)
+        self.n_iter_ = self._model.epochs
+        self.loss_curve_ = [entry["loss"] for entry in self.history_]
+        self.best_loss_ = (
+            None if early_stopping else min(self.loss_curve_, default=None)
         )
-        if sparse.issparse(X) and np.isnan(X.data).any():
-            raise ValueError(
-                "A sparse X holds NaN entries. Missing values are not supported in "
-                "sparse input; pass a dense array with NaN for them, or fill them."
-            )
-        return X
-
-    def _checks_infinity_on_device(self, X):
-        """True when inference rows of the float array `X` travel to a GPU as
-        they are and are checked there, batch by batch (``encode_rows``)."""
-        return standardises_on_device(self.schema_, X, self._model_device())
-
-    def _validate_blocks(self, X, reset):
-        """Check a dask array without computing it: its blocks are checked as
-        they are read (infinities by the statistics pass)."""
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2-D dask array, got {X.ndim} dimension(s) "
-                f"(shape={X.shape})."
-            )
-        if any(math.isnan(n) for n in X.chunks[0]):
-            raise ValueError(
-                "The dask array's block sizes are unknown (its shape is "
-                f"{X.shape}). Call X.compute_chunk_sizes() first, or build it "
-                "with known chunks."
-            )
-        if X.shape[0] < 1:
-            raise ValueError(f"Found a dask array with 0 rows (shape={X.shape}).")
-        kind = np.dtype(X.dtype).kind
-        if kind not in "fiub":
-            raise ValueError(
-                f"A dask array of dtype {X.dtype} cannot be read as numbers. Pass "
-                "an array of floats, integers or booleans."
-            )
-        if not reset:
-            self._check_model_reads_numbers()
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
-        if len(X.chunks[1]) > 1:  # a block must hold whole rows
-            X = X.rechunk({1: -1})
-        validate_data(self, X, reset=reset, skip_check_array=True)
-        return X
-
-    def _check_model_reads_numbers(self):
-        """Refuse an array for a model fitted on a DataFrame of labels."""
-        if not self.schema_.numeric:
-            raise ValueError(
-                "This VAETransformer was fitted on a DataFrame with non-numeric "
-                f"columns ({self.schema_.non_numeric_names()}); pass a DataFrame "
-                "with the same columns and dtypes."
+        self.validation_scores_ = self.best_validation_score_ = None
+        if early_stopping:
+            self.validation_scores_ = [
+                e["validation_score"]
+                for e in self.history_
+                if e["validation_score"] is not None
+            ]
+            self.best_validation_score_ = outcome.best_validation_score
+        if outcome.interrupted:
+            warn_caller(
+                f"Training interrupted by the user after {self.n_iter_} epochs; the "
+                "model keeps its current weights (with early_stopping=True, those of "
+                "the best epoch)."
             )
 
-    def _check_gaussian_only(self, X, incremental):
-        """Refuse, before any work, what a fit on a dask array or a sparse
-        matrix cannot do."""
-        source = "a sparse matrix" if sparse.issparse(X) else "a dask array"
-        # (partial_fit never stops early, whatever the input.)
-        if self.early_stopping and not incremental and not sparse.issparse(X):
-            raise ValueError(
-                "early_stopping=True needs a held-out split of rows in memory, "
-                "which a dask array's fit does not make. Set early_stopping=False, "
-                "or call score on held-out blocks between partial_fit calls."
+    def _warn_if_not_converged(self):
+        if self.max_iter != "auto":  # a planned budget that ran out is no failure
+            warn_caller(
+                f"VAETransformer: maximum iterations ({self.max_iter}) reached and the "
+                "optimisation hasn't converged yet. Raise max_iter, or set "
+                "early_stopping=True to stop on held-out data.",
+                ConvergenceWarning,
             )
-        kinds = (
-            set(self.likelihood.values())
-            if isinstance(self.likelihood, dict)
-            else {self.likelihood}
-        )
-        if not kinds <= {"auto", "gaussian"}:
-            raise ValueError(
-                f"{source[0].upper()}{source[1:]} is modelled with Gaussian columns "
-                f"only (likelihood={self.likelihood!r} was given). Fit on a dense "
-                "in-memory array or DataFrame for count, binary or categorical "
-                "columns."
-            )
-
-    def _map_blocks(self, method, X, width):
-        """``method`` over the blocks of the dask array `X`, lazily: a dask
-        array of ``width`` columns (None: one value per row)."""
-        X = self._validate_X(X, reset=False)
-        scoring = method == "score_samples"
-        dtype = np.float64 if scoring else X.dtype
-        # A frozen view of this model: fits publish new objects and never
-        # change the published ones, so blocks computed later, after a fit,
-        # still use the model this call saw.
-        snapshot = getattr(self._private_copy(continuing=False), method)
-        if width is None:
-            meta = np.empty((0,), dtype)
-            return X.map_blocks(snapshot, dtype=dtype, drop_axis=1, meta=meta)
-        return X.map_blocks(
-            snapshot,
-            dtype=dtype,
-            chunks=(X.chunks[0], (width,)),
-            meta=np.empty((0, width), dtype),
-        )
-
-    def _reads_columns(self, X, reset):
-        """True when `X` must be read column by column rather than as one array."""
-        if not isinstance(X, pd.DataFrame):
-            return False
-        if reset:
-            return not _numeric_frame(X)
-        return not (self.schema_.numeric and _numeric_frame(X))
 
     # ---------------------------------------------------------------- inference
-
-    def _encoded_batches(self, X, handle_unknown=None):
-        """``load(rows)`` for ``map_batches``: rows of `X` encoded on the model's
-        device."""
-        schema, device = self.schema_, self._model_device()
-        handle_unknown = handle_unknown or self.handle_unknown
-        return lambda rows: encode_rows(
-            schema, take_rows(X, rows), device, handle_unknown
-        )
-
-    def _numpy_encoder(self):
-        encoder = self.__dict__.get("_numpy_encoder_cache")
-        if encoder is None or not encoder.matches():
-            encoder = self._numpy_encoder_cache = NumpyMLP(self.module_.encoder.net)
-        return encoder
-
-    def _model_device(self):
-        # The first layer's weight: cheaper than walking module_.parameters().
-        return self.module_.encoder.net[0].weight.device
 
     @reads_fitted_state
     def transform(self, X, return_std=False):
@@ -1221,40 +673,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     "return_std=True is not available for a dask array: call "
                     "transform on its blocks (X.map_blocks) instead."
                 )
-            return self._map_blocks("transform", X, self.n_components)
-        X = self._validate_X(X, reset=False, inference=True)
-        dtype = (
-            X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
-        )
-        device = self._model_device()
-        if sparse.issparse(X) and X.shape[0] <= _NUMPY_PATH_MAX_ROWS:
-            X = X.toarray()  # a few rows: the fast path below
-        if (
-            X.shape[0] <= _NUMPY_PATH_MAX_ROWS
-            and device.type == "cpu"
-            and self.module_.encoder.reads_values_as_they_are
-        ):
-            x = self.schema_.encode(X, self.handle_unknown).targets
-            out = self._numpy_encoder()(x)
-            _refuse_non_finite(out, "transform")
-            mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
-            Z = mu.astype(dtype)
-            return (Z, np.exp(0.5 * log_var).astype(dtype)) if return_std else Z
-
-        def encode(data):
-            mu, log_var = self.module_.encode(data.targets, data.observed)
-            return (mu, torch.exp(0.5 * log_var)) if return_std else mu
-
-        results = map_batches(
-            encode,
-            X.shape[0],
-            self._encoded_batches(X),
-            inference_batch_rows(self.module_, device, input_width=_dense_width(X)),
-        )
-        for result in results:
-            _refuse_non_finite(result, "transform")
-        Z = results[0].astype(dtype, copy=False)
-        return (Z, results[1].astype(dtype, copy=False)) if return_std else Z
+            return self._map_blocks("transform", X, self._model.n_components)
+        X = validate_table(self, X, self._model, inference=True)
+        return self._model.encode(X, self.handle_unknown, return_std)
 
     @reads_fitted_state
     def inverse_transform(self, X):
@@ -1275,37 +696,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
-        if Z.shape[1] != self.n_components:
+        if Z.shape[1] != self._model.n_components:
             raise ValueError(
                 f"X has {Z.shape[1]} features, but inverse_transform expects latent "
-                f"codes with n_components={self.n_components} features. Pass the "
-                "output of transform, not the original data."
+                f"codes with n_components={self._model.n_components} features. Pass "
+                "the output of transform, not the original data."
             )
-        return self._decode(Z, draw=None, dtype=Z.dtype)
-
-    def _decode(self, Z, draw, dtype):
-        """Decode codes to the mean of p(x|z), or to a draw when given a generator."""
-        device = self._model_device()
-        likelihood = self.module_.likelihood
-
-        def decode(z):
-            params = self.module_.decode(z)
-            if draw is None:
-                return likelihood.to_values(likelihood.mean(params))
-            return likelihood.sample(params, generator=draw)
-
-        (values,) = map_batches(
-            decode,
-            Z.shape[0],
-            lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
-            inference_batch_rows(self.module_, device),
-        )
-        _refuse_non_finite(
-            values, "sample" if draw is not None else "inverse_transform"
-        )
-        return _in_library(
-            self.schema_.decode(values, dtype), self.__dict__.get("_frame_library")
-        )
+        return self._answer(self._model.decode(Z, dtype=Z.dtype))
 
     @reads_fitted_state
     def sample(self, n_samples=1, random_state=None):
@@ -1330,15 +727,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
-        check_output_fits(n_samples, self.n_components, self.n_features_in_)
-        # Separate streams for z and for x given z: one stream for both would make
-        # each row's observation noise a copy of its latent draw.
-        z_seed, x_seed = _seed_source(random_state).randint(_MAX_SEED, size=2)
-        Z = torch.randn(
-            (n_samples, self.n_components), generator=_make_generator(z_seed, "cpu")
-        ).numpy()
-        draw = _make_generator(x_seed, self._model_device())
-        return self._decode(Z, draw=draw, dtype=np.float64)
+        z_seed, x_seed = _seed_source(random_state).randint(MAX_SEED, size=2)
+        return self._answer(self._model.draw(n_samples, z_seed, x_seed))
 
     @reads_fitted_state
     def score_samples(self, X):
@@ -1365,46 +755,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         if is_blocked(X):
             return self._map_blocks("score_samples", X, None)
-        X = self._validate_X(X, reset=False, inference=True)
-        # In the caller's units: the standardisation's Jacobian, over the
-        # Gaussian entries each row has.
-        log_det = self.schema_.log_jacobian()
-        log_scale = torch.as_tensor(
-            np.log(self.schema_.scale[self.schema_.order]), device=self._model_device()
-        )
-
-        def score(data):
-            bound = importance_weighted_bound(self.module_, data, noise).double()
-            if data.observed is None:
-                return bound - log_det
-            return bound - data.observed.double() @ log_scale
-
-        noise = self._importance_noise()
-        (scores,) = self._importance_map(score, X)
-        _refuse_non_finite(scores, "score_samples")
-        return scores
-
-    def _importance_noise(self):
-        """The ``n_importance_samples`` draws of the importance-sampled methods:
-        the same for every row and every call (common random numbers)."""
-        return fixed_noise(
-            (self.n_importance_samples, 1, self.n_components), self._model_device()
-        )
-
-    def _importance_map(self, fn, X):
-        """``map_batches`` for the importance-sampled methods, which decode each
-        row once per draw: their batches shrink as the draws grow."""
-        return map_batches(
-            fn,
-            X.shape[0],
-            self._encoded_batches(X),
-            inference_batch_rows(
-                self.module_,
-                self._model_device(),
-                self.n_importance_samples,
-                input_width=_dense_width(X),
-            ),
-        )
+        X = validate_table(self, X, self._model, inference=True)
+        return self._model.score(X, self.n_importance_samples, self.handle_unknown)
 
     def score(self, X, y=None):
         """Mean log-likelihood bound of the rows of `X`, in nats; higher is better.
@@ -1451,19 +803,37 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             dtypes if the model was fitted on one, else an array.
         """
         check_is_fitted(self)
-        X, _ = _as_pandas(X)
+        X, _ = as_pandas(X)
         index = X.index if isinstance(X, pd.DataFrame) else None
-        X = self._validate_X(X, reset=False, inference=True)
-        if sparse.issparse(X):  # no NaN, so nothing to fill
-            return X.copy()
-        noise = self._importance_noise()
-        (values,) = self._importance_map(
-            lambda data: conditional_mean(self.module_, data, noise), X
+        X = validate_table(self, X, self._model, inference=True)
+        filled = self._model.impute(
+            X, index, self.n_importance_samples, self.handle_unknown
         )
-        _refuse_non_finite(values, "impute")
-        dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
-        filled = self.schema_.fill(X, self.schema_.decode(values, dtype), index)
-        return _in_library(filled, self.__dict__.get("_frame_library"))
+        return self._answer(filled)
+
+    def _answer(self, table):
+        """A table in the caller's dataframe library (models saved before
+        polars support have no ``_frame_library``)."""
+        return in_library(table, self.__dict__.get("_frame_library"))
+
+    def _map_blocks(self, method, X, width):
+        """``method`` over the blocks of the dask array `X`, lazily: a dask
+        array of ``width`` columns (None: one value per row)."""
+        X = validate_table(self, X, self._model)
+        dtype = np.float64 if method == "score_samples" else X.dtype
+        # A frozen view of this model: fits publish new objects and never
+        # change the published ones, so blocks computed later, after a fit,
+        # still use the model this call saw.
+        snapshot = getattr(self._private_copy(continuing=False), method)
+        if width is None:
+            meta = np.empty((0,), dtype)
+            return X.map_blocks(snapshot, dtype=dtype, drop_axis=1, meta=meta)
+        return X.map_blocks(
+            snapshot,
+            dtype=dtype,
+            chunks=(X.chunks[0], (width,)),
+            meta=np.empty((0, width), dtype),
+        )
 
     # ---------------------------------------------------------------- shipping
 
@@ -1532,7 +902,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ImportError(
                 "to_onnx needs the onnx package: pip install skvae[onnx]"
             ) from error
-        model = onnx_export(self.module_, self.schema_, method, np.dtype(dtype))
+        model = self._model.to_onnx(method, np.dtype(dtype))
         if path is not None:
             onnx.save(model, path)
         return model
@@ -1550,8 +920,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __sklearn_is_fitted__(self):
         # check_is_fitted's default scans every attribute's name, which costs
-        # about as much as encoding a row; every fitted state has a module_.
-        return hasattr(self, "module_")
+        # about as much as encoding a row; every fitted state has a model.
+        return "_model" in self.__dict__
 
     def __getstate__(self):
         """The fitted state as numpy arrays and plain Python values.
@@ -1569,66 +939,36 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             state = dict(super().__getstate__())
         finally:
             lock.release_read()
-        state.pop("_numpy_encoder_cache", None)  # views of this process's tensors
         state.pop("_state_lock", None)  # a lock of this process
-        module = state.pop("module_", None)
-        if module is None:
+        model = state.pop("_model", None)
+        if model is None:
             return state
-        state["_skvae_format"] = _STATE_FORMAT
-        state["module_"] = _map_tree(module.state_dict(), torch.Tensor, _to_numpy)
-        state["optimizer_"] = _map_tree(
-            state["optimizer_"].state_dict(), torch.Tensor, _to_numpy
-        )
-        state["schema_"] = with_dtypes(self.schema_, portable_dtype)
-        return state
+        return {**state, **model.export_state(), "_skvae_format": _STATE_FORMAT}
 
     def __setstate__(self, state):
         # Parameters added since a model was saved take their defaults.
         state = {**_ADDED_PARAMETERS, **state}
-        format_ = state.get("_skvae_format")
-        if format_ is not None:
-            if format_ > _STATE_FORMAT:
-                raise ValueError(
-                    f"This model was saved by a newer skvae (state format {format_}); "
-                    f"this version reads formats up to {_STATE_FORMAT}. Upgrade "
-                    "skvae to load it."
-                )
-            try:
-                state = dict(state)
-                del state["_skvae_format"]
-                state["schema_"] = with_dtypes(state["schema_"], dtype_from_portable)
-                weights, optimizer = state.pop("module_"), state.pop("optimizer_")
-                super().__setstate__(state)
-                self._restore_module(weights, optimizer)
-            except Exception as error:  # noqa: BLE001 - whatever was altered
-                raise ValueError(
-                    "This saved VAETransformer is damaged or was altered: its state "
-                    f"does not rebuild a model ({type(error).__name__}: {error}). "
-                    "Load an intact copy, or fit the model again."
-                ) from error
+        format_ = state.pop("_skvae_format", None)
+        if format_ is None:  # an unfitted estimator
+            super().__setstate__(state)
             return
-        super().__setstate__(state)
-
-    def _restore_module(self, weights, optimizer_state):
-        """Rebuild the networks and the optimiser from their saved arrays."""
-        module = build_vae(
-            self.schema_.layout(),
-            self._architecture["n_components"],
-            self._architecture["hidden_layer_sizes"],
-            self._architecture["activation"],
-            _make_generator(0, "cpu"),  # its draws are overwritten just below
-        )
-        tensors = _map_tree(weights, np.ndarray, torch.from_numpy)
-        if not all(
-            torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()
-        ):
-            raise ValueError("some weights are NaN or infinite")
-        module.load_state_dict(tensors)
-        module.eval()
-        # On the device the parameter asks for, as after fit; the Adam state
-        # follows the parameters in load_state_dict below.
-        self.module_ = module = module.to(_loading_device(self.device))
-        self.optimizer_ = make_optimizer(module, self.learning_rate_init)
-        self.optimizer_.load_state_dict(
-            _map_tree(optimizer_state, np.ndarray, torch.from_numpy)
-        )
+        if format_ > _STATE_FORMAT:
+            raise ValueError(
+                f"This model was saved by a newer skvae (state format {format_}); "
+                f"this version reads formats up to {_STATE_FORMAT}. Upgrade "
+                "skvae to load it."
+            )
+        try:
+            saved = {
+                key: state.pop(key) for key in TableModel.STATE_KEYS if key in state
+            }
+            super().__setstate__(state)
+            self._model = TableModel.from_state(
+                saved, self.n_iter_, self.device, self.learning_rate_init
+            )
+        except Exception as error:  # noqa: BLE001 - whatever was altered
+            raise ValueError(
+                "This saved VAETransformer is damaged or was altered: its state "
+                f"does not rebuild a model ({type(error).__name__}: {error}). "
+                "Load an intact copy, or fit the model again."
+            ) from error

@@ -39,6 +39,12 @@ KINDS = ("gaussian", "poisson", "bernoulli", "categorical")
 # Rows converted at a time, so that a huge table never needs a float64 copy.
 _CHUNK_ROWS = 8192
 
+# What the estimator's checks and the data layer say of an infinity in an array.
+INFINITY_MESSAGE = (
+    "Input X contains infinity. Replace infinite values with finite ones, or "
+    "with NaN to count them as missing."
+)
+
 
 @dataclass
 class ColumnSpec:

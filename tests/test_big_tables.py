@@ -268,7 +268,7 @@ def test_sparse_rows_densify_within_the_hosts_budget_on_any_device(X_small):
 
 def test_inference_batches_follow_the_memory_budget(X_small, monkeypatch):
     vae = VAETransformer(max_iter=2, warmup_epochs=0, **TINY).fit(X_small)
-    device = vae._model_device()
+    device = vae._model.device
     many = data.inference_batch_rows(vae.module_, device)
     assert data.inference_batch_rows(vae.module_, device, n_draws=16) < many
     monkeypatch.setitem(data.INFERENCE_BYTES, device.type, 1000)

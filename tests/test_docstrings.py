@@ -87,8 +87,8 @@ def test_every_fitted_attribute_is_documented(estimator):
     estimator.fit(X)
     fitted = {
         name
-        for name in vars(estimator)
-        if name.endswith("_") and not name.startswith("_")
+        for name in dir(estimator)  # attributes, and properties that read the model
+        if name.endswith("_") and not name.startswith("_") and hasattr(estimator, name)
     }
     documented = {a.name for a in ClassDoc(type(estimator))["Attributes"]}
     assert fitted == documented

@@ -150,11 +150,12 @@ def test_sample_reproducible_and_varied(X_small):
 def test_sample_noise_is_independent_of_the_latent_draws(X_small):
     # Regression: one seed once fed both z and the noise of x given z, so the
     # noise of each row copied its latent code. Recover both and compare.
-    from skvae._estimator import _MAX_SEED, _seed_source
+    from skvae._estimator import _seed_source
+    from skvae._model import MAX_SEED
 
     vae = fitted(X_small)
     X_new = vae.sample(200, random_state=7)
-    z_seed, _ = _seed_source(7).randint(_MAX_SEED, size=2)
+    z_seed, _ = _seed_source(7).randint(MAX_SEED, size=2)
     Z = torch.randn((200, 2), generator=torch.Generator().manual_seed(int(z_seed)))
     gaussian = vae.module_.likelihood.blocks[0]
     std = gaussian.variance().detach().sqrt().cpu().numpy() * vae.scale_
@@ -265,7 +266,7 @@ def test_activations(X_small, activation):
 def test_beta_trades_kl_for_reconstruction(X_small):
     def kl_of(vae):
         x = torch.tensor((X_small - vae.mean_) / vae.scale_, dtype=torch.float32)
-        mu, log_var = vae.module_.encode(x.to(vae._model_device()))
+        mu, log_var = vae.module_.encode(x.to(vae._model.device))
         return (0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(1)).mean().item()
 
     loose = fitted(X_small, beta=0.1, max_iter=80)
@@ -346,9 +347,9 @@ def test_a_loaded_model_runs_where_its_device_parameter_says(X_small):
     vae = fitted(X_small)
     restored = pickle.loads(pickle.dumps(vae))
     # As fit placed it: on the GPU with "auto" where there is one.
-    assert restored._model_device() == vae._model_device()
+    assert restored._model.device == vae._model.device
     assert all(
-        state.device == restored._model_device()
+        state.device == restored._model.device
         for values in restored.optimizer_.state.values()
         for state in values.values()
         if torch.is_tensor(state) and state.dim() > 0
@@ -356,11 +357,11 @@ def test_a_loaded_model_runs_where_its_device_parameter_says(X_small):
     vae.set_params(device="cuda")  # as if saved on a GPU machine
     if torch.cuda.is_available():
         restored = pickle.loads(pickle.dumps(vae))
-        assert restored._model_device().type == "cuda"
+        assert restored._model.device.type == "cuda"
     else:
         with pytest.warns(UserWarning, match="no CUDA device is available here"):
             restored = pickle.loads(pickle.dumps(vae))
-        assert restored._model_device().type == "cpu"
+        assert restored._model.device.type == "cpu"
     np.testing.assert_allclose(
         restored.transform(X_small), vae.transform(X_small), rtol=1e-5, atol=1e-6
     )
@@ -503,11 +504,11 @@ def test_methods_before_fit_raise_not_fitted(X_small):
 
 def test_transform_works_in_batches(X_small, monkeypatch):
     # A huge input must be encoded chunk by chunk, never as one giant tensor.
-    import skvae._estimator as estimator_module
+    import skvae._model as model_module
 
     vae = fitted(X_small)
     expected = vae.transform(X_small)
-    monkeypatch.setattr(estimator_module, "inference_batch_rows", lambda *a, **k: 7)
+    monkeypatch.setattr(model_module, "inference_batch_rows", lambda *a, **k: 7)
     seen_rows = []
     encode = vae.module_.encode
 
@@ -549,16 +550,16 @@ def test_standardisation_keeps_precision_of_large_offsets():
     "activation", ["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
 )
 def test_small_inputs_take_the_numpy_path_and_agree_with_torch(X_small, activation):
-    import skvae._estimator as estimator_module
+    import skvae._model as model_module
 
     # The numpy path is the CPU's (a GPU model always runs in torch).
     vae = fitted(X_small, activation=activation, max_iter=3, device="cpu")
-    few = X_small[: estimator_module._NUMPY_PATH_MAX_ROWS]
+    few = X_small[: model_module.NUMPY_PATH_MAX_ROWS]
     Z_numpy, std_numpy = vae.transform(few, return_std=True)
-    assert "_numpy_encoder_cache" in vars(vae)  # the numpy path ran
+    assert vae._model._numpy_encoder is not None  # the numpy path ran
     with torch.inference_mode():
         x = torch.from_numpy(vae.schema_.encode(few).targets)
-        mu, log_var = vae.module_.encode(x.to(vae._model_device()))
+        mu, log_var = vae.module_.encode(x.to(vae._model.device))
     np.testing.assert_allclose(Z_numpy, mu.cpu().numpy(), rtol=1e-5, atol=1e-6)
     std = torch.exp(0.5 * log_var).cpu().numpy()
     np.testing.assert_allclose(std_numpy, std, rtol=1e-5)
@@ -582,4 +583,4 @@ def test_numpy_path_follows_training_and_replaced_weights(X_small):
         rtol=1e-5,
         atol=1e-6,
     )
-    assert "_numpy_encoder_cache" not in pickle.loads(pickle.dumps(vae)).__dict__
+    assert pickle.loads(pickle.dumps(vae))._model._numpy_encoder is None

@@ -9,7 +9,7 @@ import pytest
 import skops.io as sio
 from sklearn.exceptions import ConvergenceWarning
 
-import skvae._estimator as estimator_module
+import skvae._model as model_module
 import skvae._training as training
 from skvae import VAETransformer
 
@@ -67,8 +67,8 @@ def test_ctrl_c_during_inference_leaves_the_model_as_it_was(
     vae, X, monkeypatch, method
 ):
     expected = getattr(vae, method)(X)
-    monkeypatch.setattr(estimator_module, "inference_batch_rows", lambda *a, **k: 50)
-    interrupt_after(monkeypatch, estimator_module, "encode_rows", 2)
+    monkeypatch.setattr(model_module, "inference_batch_rows", lambda *a, **k: 50)
+    interrupt_after(monkeypatch, model_module, "encode_rows", 2)
     with pytest.raises(KeyboardInterrupt):
         getattr(vae, method)(X)
     monkeypatch.undo()

@@ -392,8 +392,8 @@ def test_infinity_is_refused_wherever_the_rows_are_checked(X_small):
         standardise(batch)
     assert torch.isfinite(standardise(batch[:2]).targets).all()
     # The host pass is skipped exactly where the rows are checked on a GPU.
-    on_gpu = vae._model_device().type == "cuda"
-    assert vae._checks_infinity_on_device(X) == on_gpu
+    on_gpu = vae._model.device.type == "cuda"
+    assert vae._model.checks_infinity_on_device(X) == on_gpu
 
 
 def test_mixed_frame_with_holes_in_a_pipeline_and_a_search(table):

@@ -13,6 +13,7 @@ import skvae._training as training
 from skvae import VAETransformer
 from skvae._data import encode_rows
 from skvae._likelihoods import GaussianLikelihood
+from skvae._model import checked_precision
 from skvae._networks import VAE
 
 FAST = dict(
@@ -356,7 +357,7 @@ def test_iwae_with_one_draw_is_a_one_draw_elbo():
 
 def test_more_importance_samples_tighten_the_bound(X_small):
     vae = quiet_fit(make(max_iter=40), X_small)
-    device = vae._model_device()
+    device = vae._model.device
     data = encode_rows(vae.schema_, X_small, device)
 
     def mean_bound(n_draws, seed):
@@ -629,10 +630,9 @@ def test_bfloat16_trains_without_cuda_graphs(graph_requests):
 
 def test_bfloat16_is_refused_on_a_gpu_without_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    vae = make(precision="bfloat16")
     with pytest.raises(ValueError, match="no bfloat16 support"):
-        vae._checked_precision(torch.device("cuda"))
-    assert vae._checked_precision(torch.device("cpu")) == "bfloat16"
+        checked_precision("bfloat16", torch.device("cuda"))
+    assert checked_precision("bfloat16", torch.device("cpu")) == "bfloat16"
 
 
 def test_precision_must_be_a_known_one(X_small):

@@ -1,0 +1,757 @@
+"""The table model: the fitted VAE of one table, as one object.
+
+``TableModel`` holds what a fit learns: the schema (which likelihood each column
+gets, the standardisation, the levels of label columns), the networks, the
+optimiser and the training state. It does the model's work: train on rows for
+a plan, encode, decode, draw, score, impute, export its state as numpy arrays
+and load it back. It knows no scikit-learn: the estimator
+(``skvae._estimator``) checks the caller's table, makes one call here and wraps
+the answer. A distributed worker trains this object, an exporter reads it, and
+a new prior or objective extends it.
+
+Below it: the schema (``_schema``: table <-> model layout), the data layer
+(``_data``: validated rows -> device batches), the networks (``_networks``), the
+likelihoods (``_likelihoods``) and the training loop (``_training``).
+"""
+
+import copy
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from numbers import Integral
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from ._data import (
+    DeviceMemoryError,
+    OutOfMemoryError,
+    TrainingRows,
+    encode_rows,
+    inference_batch_rows,
+    map_batches,
+    standardises_on_device,
+    take_rows,
+)
+from ._networks import ACTIVATIONS, NumpyMLP, build_vae
+from ._onnx import export as onnx_export
+from ._progress import ProgressBar
+from ._resources import check_fits as check_memory
+from ._resources import check_output_fits
+from ._resources import estimate as estimate_memory
+from ._schema import build_schema, dtype_from_portable, portable_dtype, with_dtypes
+from ._training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    conditional_mean,
+    fixed_noise,
+    importance_weighted_bound,
+    make_optimizer,
+    plan_budget,
+    train,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "MAX_SEED",
+    "DeviceMemoryError",
+    "FitSettings",
+    "TableModel",
+    "fit_model",
+]
+
+MAX_SEED = np.iinfo(np.int32).max
+
+# Up to this many rows are encoded on the CPU with numpy rather than torch: for
+# a few rows torch's per-operation overhead dominates (see NumpyMLP).
+NUMPY_PATH_MAX_ROWS = 16
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What a training call asks for: the estimator's parameters as given
+    (see ``VAETransformer`` for their meaning), less the seeding."""
+
+    n_components: int
+    hidden_layer_sizes: object
+    activation: str
+    likelihood: object
+    beta: float
+    batch_size: object
+    learning_rate: str
+    learning_rate_init: float
+    max_iter: object
+    tol: float
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: object
+    warmup_epochs: object
+    input_noise: float
+    precision: str
+    n_importance_samples: int
+    verbose: int
+    device: str
+    handle_unknown: str
+
+    @classmethod
+    def from_params(cls, params):
+        """The settings among ``params`` (an estimator's ``get_params()``)."""
+        return cls(**{name: params[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def hidden_widths(self):
+        """``hidden_layer_sizes`` as a list of ints (the estimator checked it)."""
+        sizes = self.hidden_layer_sizes
+        return [int(s) for s in ([sizes] if isinstance(sizes, Integral) else sizes)]
+
+    def architecture(self):
+        """What shapes the networks: a model that continues training keeps it."""
+        return {
+            "n_components": self.n_components,
+            "hidden_layer_sizes": self.hidden_widths,
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+        }
+
+
+@dataclass
+class FitOutcome:
+    """What one training call did, in the units of the caller's table."""
+
+    records: list  # one dict per epoch (see VAETransformer.history_)
+    stop_reason: str  # "max_epochs", "converged" or "interrupted"
+    best_validation_score: float | None  # None without a validation split
+    training_plan: dict  # the call's budget, "auto" values resolved
+
+    @property
+    def interrupted(self):
+        return self.stop_reason == "interrupted"
+
+
+def _in_skvae(frame):
+    """Whether ``frame`` runs skvae's code: its own, or scikit-learn's
+    ``_fit_context`` wrapper around the estimator's fit."""
+    module = frame.f_globals.get("__name__", "")
+    if module == "sklearn.base":
+        return frame.f_code.co_name == "wrapper"
+    return module.startswith("skvae.")
+
+
+def warn_caller(message, category=UserWarning):
+    """Warn at the line that called into skvae (its first frame outside)."""
+    frame, level = sys._getframe(1), 2  # 1 would be this function
+    while frame is not None and _in_skvae(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def resolve_device(device):
+    """The torch device of the ``device`` parameter ("auto": CUDA if any)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was requested but no CUDA device is available to torch "
+            "(torch.cuda.is_available() is False). Use device='cpu' or device='auto'."
+        )
+    return torch.device(device)
+
+
+def _loading_device(device):
+    """Where a saved model is rebuilt: the device ``fit`` would choose, or the
+    CPU, with a warning, when the model asks for CUDA and this machine has
+    none (a saved model loads anywhere)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        warn_caller(
+            "This model was saved with device='cuda' but no CUDA device is "
+            "available here: it is loaded on the CPU. Set device='cpu' (or "
+            "'auto') before fitting it again."
+        )
+        return torch.device("cpu")
+    return resolve_device(device)
+
+
+def checked_precision(precision, device):
+    """``precision``, refused on a GPU for which torch reports no bfloat16
+    support (the test torch's autocast makes; it counts emulation)."""
+    if (
+        precision == "bfloat16"
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported()
+    ):
+        raise ValueError(
+            "precision='bfloat16' was requested but torch reports no bfloat16 "
+            "support on this GPU (torch.cuda.is_bf16_supported() is False). "
+            "Use precision='float32'."
+        )
+    return precision
+
+
+def make_generator(seed, device):
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def _refuse_non_finite(values, method):
+    """Never hand back NaN or infinities: say what went wrong instead."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    rows = int((~finite.reshape(len(values), -1)).any(axis=1).sum())
+    raise ValueError(
+        f"{method} gave non-finite values for {rows} of {len(values)} rows: the "
+        "model's weights have diverged (refit with a smaller learning_rate_init), "
+        "or those rows lie far outside the range of the training data (check them "
+        "for extreme values)."
+    )
+
+
+def _dense_width(X):
+    """Columns a sparse `X` has once a batch of it is densified (0 otherwise)."""
+    return X.shape[1] if sparse.issparse(X) else 0
+
+
+def _map_tree(value, leaf_type, convert):
+    """``value`` with ``convert`` applied to every ``leaf_type`` inside it
+    (through dicts, lists and tuples): tensors to numpy arrays and back."""
+    if isinstance(value, leaf_type):
+        return convert(value)
+    if isinstance(value, dict):
+        return {key: _map_tree(item, leaf_type, convert) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_tree(item, leaf_type, convert) for item in value)
+    return value
+
+
+def _to_numpy(tensor):
+    # A copy: a CPU tensor's numpy view would alias the live weights.
+    return tensor.detach().cpu().numpy().copy()
+
+
+class TableModel:
+    """The VAE of one table: schema, networks, optimiser and training state.
+
+    Its methods read tables the estimator has validated (a float array, a
+    sparse matrix, or a DataFrame the schema reads column by column) and
+    answer in numpy, or through the schema in the table's own columns.
+
+    Parameters
+    ----------
+    schema : TableSchema
+        How the table's columns map to the model's layout.
+    module : VAE
+        The networks and the likelihood (``skvae._networks``).
+    optimizer : torch.optim.Optimizer
+        Adam over ``module``'s parameters, with its state.
+    architecture : dict
+        The settings that shaped the networks (``FitSettings.architecture``).
+    train_seed : int
+        Seeds each training call's stream of noise, with ``epochs``.
+    epochs : int, default=0
+        Epochs trained so far, over all calls.
+    chunk_warmup_epochs : float or None, default=None
+        The KL warm-up planned by the first ``partial_fit`` chunk, kept for the
+        later chunks; None for a model made by ``fit``.
+    """
+
+    def __init__(
+        self,
+        schema,
+        module,
+        optimizer,
+        architecture,
+        train_seed,
+        epochs=0,
+        chunk_warmup_epochs=None,
+    ):
+        self.schema = schema
+        self.module = module
+        self.optimizer = optimizer
+        self.architecture = architecture
+        self.train_seed = train_seed
+        self.epochs = epochs
+        self.chunk_warmup_epochs = chunk_warmup_epochs
+        self._numpy_encoder = None
+
+    @classmethod
+    def build(cls, X, settings, seeds, *, columns, dtypes, incremental, rows, plan):
+        """A new, untrained model for the ``rows`` of `X` (None: all of them)."""
+        device = resolve_device(settings.device)
+        init_seed, train_seed = seeds
+        schema = build_schema(
+            X,
+            settings.likelihood,
+            columns,
+            dtypes,
+            constants=not incremental,
+            rows=rows,
+        )
+        # Before anything is allocated: a typo must not exhaust the memory.
+        needs = estimate_memory(
+            schema.layout(),
+            settings.n_components,
+            settings.hidden_widths,
+            plan.batch_size,
+            settings.n_importance_samples,
+        )
+        check_memory(needs, device, asdict(settings))
+        module = build_vae(
+            schema.layout(),
+            settings.n_components,
+            settings.hidden_widths,
+            settings.activation,
+            make_generator(init_seed, "cpu"),
+        ).to(device)
+        return cls(
+            schema,
+            module,
+            make_optimizer(module, settings.learning_rate_init),
+            settings.architecture(),
+            int(train_seed),
+            chunk_warmup_epochs=plan.warmup_epochs if incremental else None,
+        )
+
+    def copy(self):
+        """A model with its own networks, optimiser (one deepcopy, so that the
+        optimiser points at the copied parameters) and training state."""
+        module, optimizer = copy.deepcopy((self.module, self.optimizer))
+        return type(self)(
+            self.schema,  # never changed after it is built
+            module,
+            optimizer,
+            self.architecture,
+            self.train_seed,
+            self.epochs,
+            self.chunk_warmup_epochs,
+        )
+
+    @property
+    def device(self):
+        # The first layer's weight: cheaper than walking module.parameters().
+        return self.module.encoder.net[0].weight.device
+
+    @property
+    def n_components(self):
+        return self.architecture["n_components"]
+
+    # ------------------------------------------------------------ training
+
+    def train(self, X, settings, plan, *, incremental, train_rows=None, val_rows=None):
+        """Train on the ``train_rows`` of `X` (None: all) for ``plan``; with
+        ``val_rows``, stop early on their ELBO. Returns a ``FitOutcome``."""
+        device = self.device
+        early_stopping = val_rows is not None
+        config = TrainingConfig(
+            batch_size=plan.batch_size,
+            max_epochs=plan.max_epochs,
+            tol=settings.tol,
+            n_iter_no_change=plan.patience,
+            beta=settings.beta,
+            warmup_epochs=plan.warmup_epochs,
+            early_stopping=early_stopping,
+            input_noise=self._effective_input_noise(settings.input_noise),
+            precision=checked_precision(settings.precision, device),
+            learning_rate=settings.learning_rate_init,
+            learning_rate_schedule="constant"
+            if incremental
+            else settings.learning_rate,
+        )
+        # A new stream of noise for every call, reproducible from the seed.
+        seed = np.random.SeedSequence([self.train_seed, self.epochs])
+        log_det = self.schema.mean_log_jacobian()
+        progress = (
+            ProgressBar(plan, self.epochs, offset=log_det) if settings.verbose else None
+        )
+        rows = TrainingRows.from_table(
+            self.schema, X, device, settings.handle_unknown, rows=train_rows
+        )
+        try:
+            history = train(
+                self.module,
+                self.optimizer,
+                rows,
+                config,
+                generator=make_generator(seed.generate_state(1)[0], device),
+                # A rare label that fell only into the validation rows was passed
+                # to fit all the same: there it counts as missing, not as an error.
+                X_val=(
+                    TrainingRows.from_table(
+                        self.schema, X, device, "missing", rows=val_rows
+                    )
+                    if early_stopping
+                    else None
+                ),
+                first_epoch=self.epochs,
+                log=progress,
+            )
+        except NonFiniteLossError as exc:
+            advice = (
+                f"Try a smaller learning_rate_init (now {settings.learning_rate_init}"
+                "), check X for extreme values, or use fewer/narrower hidden layers."
+            )
+            raise NonFiniteLossError(exc.epoch, exc.loss, advice) from None
+        finally:
+            if progress is not None:
+                progress.close()
+        self.epochs += history.n_epochs
+        return self._outcome(history, plan, incremental, log_det)
+
+    @staticmethod
+    def _outcome(history, plan, incremental, log_det):
+        """``history`` in the units of the caller's table (the standardisation's
+        Jacobian added back), with the plan that ran."""
+        records = []
+        for record in history.records:
+            entry = asdict(record)
+            entry["rows_per_second"] = record.rows_per_second
+            entry["loss"] += log_det
+            entry["reconstruction"] += log_det
+            if entry["validation_score"] is not None:
+                entry["validation_score"] -= log_det
+            records.append(entry)
+        best = history.best_validation_score
+        return FitOutcome(
+            records=records,
+            stop_reason=history.stop_reason,
+            best_validation_score=best - log_det if best > -np.inf else None,
+            training_plan={
+                "n_rows": plan.n_rows,
+                "batch_size": plan.batch_size,
+                "max_iter": plan.max_epochs,
+                "warmup_epochs": plan.warmup_epochs,
+                "max_steps": plan.max_steps,
+                "max_samples": plan.max_samples,
+                # (a one-epoch partial_fit call never waits)
+                "n_iter_no_change": None if incremental else plan.patience,
+                "cuda_graphs": history.cuda_graphs,
+            },
+        )
+
+    def _effective_input_noise(self, input_noise):
+        """``input_noise``, or 0 with a warning for a table without Gaussian
+        columns (the noise is only ever added to those)."""
+        if input_noise > 0 and self.module.n_gaussian_inputs == 0:
+            warn_caller(
+                f"input_noise={input_noise} has no effect: the table has no "
+                "Gaussian (standardised numeric) columns, and the noise is only "
+                "added to those."
+            )
+            return 0.0
+        return input_noise
+
+    # ----------------------------------------------------------- inference
+
+    def checks_infinity_on_device(self, X):
+        """True when inference rows of the float array `X` travel to a GPU as
+        they are and are checked there, batch by batch (``encode_rows``)."""
+        return standardises_on_device(self.schema, X, self.device)
+
+    def encode(self, X, handle_unknown, return_std=False):
+        """The posterior means of the rows of `X` (and their standard
+        deviations), in the dtype of `X` (float64 for a DataFrame)."""
+        dtype = (
+            X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
+        )
+        if sparse.issparse(X) and X.shape[0] <= NUMPY_PATH_MAX_ROWS:
+            X = X.toarray()  # a few rows: the numpy path below
+        if (
+            X.shape[0] <= NUMPY_PATH_MAX_ROWS
+            and self.device.type == "cpu"
+            and self.module.encoder.reads_values_as_they_are
+        ):
+            results = self._encode_in_numpy(X, handle_unknown, return_std)
+        else:
+            results = self._encode_in_torch(X, handle_unknown, return_std)
+        for result in results:
+            _refuse_non_finite(result, "transform")
+        results = [result.astype(dtype, copy=False) for result in results]
+        return tuple(results) if return_std else results[0]
+
+    def _encode_in_numpy(self, X, handle_unknown, return_std):
+        x = self.schema.encode(X, handle_unknown).targets
+        encoder = self._numpy_encoder
+        if encoder is None or not encoder.matches():
+            encoder = self._numpy_encoder = NumpyMLP(self.module.encoder.net)
+        out = encoder(x)
+        mu, log_var = out[:, : self.n_components], out[:, self.n_components :]
+        return [mu, np.exp(0.5 * log_var)] if return_std else [mu]
+
+    def _encode_in_torch(self, X, handle_unknown, return_std):
+        def encode(data):
+            mu, log_var = self.module.encode(data.targets, data.observed)
+            return (mu, torch.exp(0.5 * log_var)) if return_std else mu
+
+        return map_batches(
+            encode,
+            X.shape[0],
+            self._batches_of(X, handle_unknown),
+            inference_batch_rows(self.module, self.device, input_width=_dense_width(X)),
+        )
+
+    def decode(self, Z, dtype):
+        """The mean of p(x|z) for each code of `Z`, in the table's columns."""
+        return self._decode(Z, draw=None, dtype=dtype)
+
+    def draw(self, n_samples, z_seed, x_seed):
+        """``n_samples`` new rows: z from the prior N(0, I), then x from p(x|z).
+
+        Separate seeds for z and for x given z: one stream for both would make
+        each row's observation noise a copy of its latent draw.
+        """
+        check_output_fits(n_samples, self.n_components, self.schema.n_columns)
+        Z = torch.randn(
+            (n_samples, self.n_components), generator=make_generator(z_seed, "cpu")
+        ).numpy()
+        return self._decode(
+            Z, draw=make_generator(x_seed, self.device), dtype=np.float64
+        )
+
+    def _decode(self, Z, draw, dtype):
+        """Decode codes to the mean of p(x|z), or to a draw when given a generator."""
+        device = self.device
+        likelihood = self.module.likelihood
+
+        def decode(z):
+            params = self.module.decode(z)
+            if draw is None:
+                return likelihood.to_values(likelihood.mean(params))
+            return likelihood.sample(params, generator=draw)
+
+        (values,) = map_batches(
+            decode,
+            Z.shape[0],
+            lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
+            inference_batch_rows(self.module, device),
+        )
+        _refuse_non_finite(
+            values, "sample" if draw is not None else "inverse_transform"
+        )
+        return self.schema.decode(values, dtype)
+
+    def score(self, X, n_draws, handle_unknown):
+        """The importance-weighted lower bound of log p(x) of each row of `X`,
+        with ``n_draws`` draws of z, in the units of `X`."""
+        # In the caller's units: the standardisation's Jacobian, over the
+        # Gaussian entries each row has.
+        log_det = self.schema.log_jacobian()
+        log_scale = torch.as_tensor(
+            np.log(self.schema.scale[self.schema.order]), device=self.device
+        )
+        noise = self._importance_noise(n_draws)
+
+        def score(data):
+            bound = importance_weighted_bound(self.module, data, noise).double()
+            if data.observed is None:
+                return bound - log_det
+            return bound - data.observed.double() @ log_scale
+
+        (scores,) = self._importance_map(score, X, n_draws, handle_unknown)
+        _refuse_non_finite(scores, "score_samples")
+        return scores
+
+    def impute(self, X, index, n_draws, handle_unknown):
+        """`X` with each missing entry replaced by its expectation given the
+        row's observed entries; ``index``: a DataFrame's row labels."""
+        if sparse.issparse(X):  # no NaN, so nothing to fill
+            return X.copy()
+        noise = self._importance_noise(n_draws)
+        (values,) = self._importance_map(
+            lambda data: conditional_mean(self.module, data, noise),
+            X,
+            n_draws,
+            handle_unknown,
+        )
+        _refuse_non_finite(values, "impute")
+        dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
+        return self.schema.fill(X, self.schema.decode(values, dtype), index)
+
+    def _batches_of(self, X, handle_unknown):
+        """``load(rows)`` for ``map_batches``: rows of `X` encoded on the model's
+        device."""
+        schema, device = self.schema, self.device
+        return lambda rows: encode_rows(
+            schema, take_rows(X, rows), device, handle_unknown
+        )
+
+    def _importance_noise(self, n_draws):
+        """The draws of the importance-sampled methods: the same for every row
+        and every call (common random numbers)."""
+        return fixed_noise((n_draws, 1, self.n_components), self.device)
+
+    def _importance_map(self, fn, X, n_draws, handle_unknown):
+        """``map_batches`` for the importance-sampled methods, which decode each
+        row once per draw: their batches shrink as the draws grow."""
+        return map_batches(
+            fn,
+            X.shape[0],
+            self._batches_of(X, handle_unknown),
+            inference_batch_rows(
+                self.module, self.device, n_draws, input_width=_dense_width(X)
+            ),
+        )
+
+    def to_onnx(self, method, dtype):
+        """The ONNX graph of ``method`` ("transform", "inverse_transform")."""
+        return onnx_export(self.module, self.schema, method, dtype)
+
+    # ------------------------------------------------------------ its state
+
+    def export_state(self):
+        """The model as numpy arrays and plain values, keyed as the estimator's
+        saved state (format 1) has always named them: no torch object, so it
+        loads anywhere, and ``skops.io`` trusts it."""
+        return {
+            "module_": _map_tree(self.module.state_dict(), torch.Tensor, _to_numpy),
+            "optimizer_": _map_tree(
+                self.optimizer.state_dict(), torch.Tensor, _to_numpy
+            ),
+            "schema_": with_dtypes(self.schema, portable_dtype),
+            "_train_seed": self.train_seed,
+            "_architecture": self.architecture,
+            "_chunk_warmup_epochs": self.chunk_warmup_epochs,
+        }
+
+    STATE_KEYS = (
+        "module_",
+        "optimizer_",
+        "schema_",
+        "_train_seed",
+        "_architecture",
+        "_chunk_warmup_epochs",
+    )
+
+    @classmethod
+    def from_state(cls, state, epochs, device, learning_rate_init):
+        """The model ``export_state`` gave, rebuilt on ``device`` (the
+        ``device`` parameter: a CUDA model loads on a CPU with a warning)."""
+        schema = with_dtypes(state["schema_"], dtype_from_portable)
+        architecture = state["_architecture"]
+        module = build_vae(
+            schema.layout(),
+            architecture["n_components"],
+            architecture["hidden_layer_sizes"],
+            architecture["activation"],
+            make_generator(0, "cpu"),  # its draws are overwritten just below
+        )
+        tensors = _map_tree(state["module_"], np.ndarray, torch.from_numpy)
+        if not all(
+            torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()
+        ):
+            raise ValueError("some weights are NaN or infinite")
+        module.load_state_dict(tensors)
+        module.eval()
+        # On the device the parameter asks for, as after fit; the Adam state
+        # follows the parameters in load_state_dict below.
+        module = module.to(_loading_device(device))
+        optimizer = make_optimizer(module, learning_rate_init)
+        optimizer.load_state_dict(
+            _map_tree(state["optimizer_"], np.ndarray, torch.from_numpy)
+        )
+        return cls(
+            schema,
+            module,
+            optimizer,
+            architecture,
+            state["_train_seed"],
+            epochs,
+            state.get("_chunk_warmup_epochs"),
+        )
+
+
+def _split_validation(n_rows, validation_fraction, rng):
+    """Positions of the training rows and of the held-out validation rows."""
+    n_val = int(np.ceil(validation_fraction * n_rows))
+    if n_val < 1 or n_rows - n_val < 1:
+        raise ValueError(
+            "early_stopping=True needs at least one training and one validation "
+            f"row, but X has {n_rows} rows and validation_fraction="
+            f"{validation_fraction}. Pass more rows or set early_stopping=False."
+        )
+    order = rng.permutation(n_rows)
+    return order[n_val:], order[:n_val]
+
+
+def _plan(settings, n_rows, incremental, model):
+    """The training call's budget for ``n_rows`` rows (``model``: the model
+    that continues training, None for a new one); warns when the warm-up
+    outlasts it."""
+    plan = plan_budget(
+        n_rows,
+        settings.batch_size,
+        1 if incremental else settings.max_iter,
+        settings.warmup_epochs,
+        settings.n_iter_no_change,
+    )
+    if incremental and settings.warmup_epochs == "auto":
+        # Over partial_fit calls the warm-up counts on across chunks: it is
+        # what a fit on the first chunk's size would plan, kept for the later
+        # chunks so that the KL weight only ever grows.
+        first = None if model is None else model.chunk_warmup_epochs
+        if first is None:
+            first = plan_budget(n_rows, settings.batch_size).warmup_epochs
+        plan.warmup_epochs = first
+    epochs_before = 0 if model is None else model.epochs
+    if not incremental and plan.warmup_epochs >= epochs_before + plan.max_epochs:
+        planned = "" if settings.max_iter != "auto" else " (planned for these rows)"
+        warn_caller(
+            f"warmup_epochs={plan.warmup_epochs:g} >= max_iter="
+            f"{plan.max_epochs}{planned}: the KL weight never reaches beta, so "
+            "training never optimises the ELBO itself. Lower warmup_epochs or "
+            "raise max_iter."
+        )
+    return plan
+
+
+def fit_model(model, X, settings, rng, *, incremental, columns=None, dtypes=None):
+    """Train ``model`` on the validated table `X`; None builds a new model
+    from `X`'s training rows first.
+
+    ``rng`` (a numpy ``RandomState``) draws the validation split, then, for a
+    new model, the seeds of its weights and of its training noise.
+    ``columns`` and ``dtypes`` are those of the caller's DataFrame (None for
+    an array). Returns the trained model and its ``FitOutcome``.
+    """
+    try:
+        return _fit_model(model, X, settings, rng, incremental, columns, dtypes)
+    except OutOfMemoryError as error:
+        raise DeviceMemoryError(
+            f"The device ran out of memory while fitting ({error}). Use a "
+            f"smaller batch_size (now {settings.batch_size!r}) or smaller "
+            f"hidden_layer_sizes (now {settings.hidden_layer_sizes!r}), or "
+            "device='cpu'."
+        ) from error
+
+
+def _fit_model(model, X, settings, rng, incremental, columns, dtypes):
+    early_stopping = settings.early_stopping and not incremental
+    # Positions of the training and validation rows (None: every row trains):
+    # the data layer reads them from X itself, so a float array is not copied.
+    train_rows = val_rows = None
+    if early_stopping:
+        train_rows, val_rows = _split_validation(
+            X.shape[0], settings.validation_fraction, rng
+        )
+    n_train = X.shape[0] if train_rows is None else len(train_rows)
+    plan = _plan(settings, n_train, incremental, model)
+    if model is None:
+        model = TableModel.build(
+            X,
+            settings,
+            rng.randint(MAX_SEED, size=2),
+            columns=columns,
+            dtypes=dtypes,
+            incremental=incremental,
+            rows=train_rows,
+            plan=plan,
+        )
+    outcome = model.train(
+        X,
+        settings,
+        plan,
+        incremental=incremental,
+        train_rows=train_rows,
+        val_rows=val_rows,
+    )
+    return model, outcome
