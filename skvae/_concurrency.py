@@ -91,3 +91,66 @@ def reads_fitted_state(method):
             lock.release_read()
 
     return reading
+
+
+def is_fitted_name(estimator, name):
+    """Whether attribute ``name`` of ``estimator`` is fitted state: ends in
+    ``_`` (scikit-learn's convention) or is one of its class's
+    ``_FITTED_PRIVATE`` names."""
+    return (name.endswith("_") and not name.startswith("__")) or name in type(
+        estimator
+    )._FITTED_PRIVATE
+
+
+def private_copy(estimator, **own):
+    """A shallow copy of ``estimator`` for a fit to work on (or a frozen view
+    for lazy work), with the attributes ``own`` replaced: the copies of what
+    the fit changes in place."""
+    # Not copy.copy: that would go through __getstate__, a numpy round trip of
+    # every weight.
+    work = object.__new__(type(estimator))
+    work.__dict__.update(
+        (name, value)
+        for name, value in vars(estimator).items()
+        if name != "_state_lock"
+    )
+    work.__dict__.update(own)
+    return work
+
+
+def publish(estimator, work):
+    """Replace ``estimator``'s fitted state by ``work``'s (None: unfit it), in
+    one step under the write side of its lock."""
+
+    def update():
+        for name in [
+            name for name in vars(estimator) if is_fitted_name(estimator, name)
+        ]:
+            delattr(estimator, name)
+        if work is not None:
+            # Fitted attributes only: a set_params made meanwhile stays.
+            estimator.__dict__.update(
+                (name, value)
+                for name, value in vars(work).items()
+                if is_fitted_name(estimator, name)
+            )
+
+    state_lock(estimator).write(update)
+
+
+def fit_privately(estimator, fit, own=None):
+    """Run ``fit(work)`` on a private copy of ``estimator``, then publish it.
+
+    ``own``: the copies a fit that continues training works on (its networks,
+    its history); None for a fit that starts from scratch. On failure a fit
+    from scratch leaves the estimator unfitted, and one that continues leaves
+    it as it was: it never holds a half-fitted model.
+    """
+    try:
+        work = private_copy(estimator, **(own or {}))
+        fit(work)
+    except BaseException:
+        if own is None:
+            publish(estimator, None)
+        raise
+    publish(estimator, work)

@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._concurrency import reads_fitted_state, state_lock
+from ._concurrency import fit_privately, private_copy, reads_fitted_state, state_lock
 from ._model import (
     ACTIVATIONS,
     MAX_SEED,
@@ -37,6 +37,8 @@ from ._schema import KINDS, is_blocked
 from ._validation import (
     as_pandas,
     check_gaussian_only,
+    check_hidden_layer_sizes,
+    check_same_architecture,
     in_library,
     validate_table,
 )
@@ -51,14 +53,6 @@ _STATE_FORMAT = 1
 # Parameters added after models were first saved, with the value that gives a
 # model saved before them its old behaviour.
 _ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32"}
-
-# Fitted state that scikit-learn's trailing underscore does not mark.
-_FITTED_PRIVATE = ("_model", "_n_features_out", "_frame_library")
-
-
-def _is_fitted_name(name):
-    """Whether attribute ``name`` is fitted state."""
-    return (name.endswith("_") and not name.startswith("__")) or name in _FITTED_PRIVATE
 
 
 def _seed_source(random_state):
@@ -445,6 +439,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.device = device
         self.handle_unknown = handle_unknown
 
+    # Fitted state that scikit-learn's trailing underscore does not mark.
+    _FITTED_PRIVATE = ("_model", "_n_features_out", "_frame_library")
+
     schema_ = _part_of_model("schema_", "schema")
     module_ = _part_of_model("module_", "module")
     optimizer_ = _part_of_model("optimizer_", "optimizer")
@@ -497,56 +494,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self._fit_or_reset(X, incremental=True)
 
     def _fit_or_reset(self, X, incremental):
-        """Run ``_fit``; on failure, never leave a half-fitted estimator behind.
-
-        A call that starts from scratch and fails leaves the estimator unfitted.
-        A call that continues a fitted model (``partial_fit``, ``warm_start``)
-        and fails, on bad input or because training diverged, keeps the model
-        it had: training ran on a private copy of the networks.
-        """
-        continuing = self._continues_training(incremental)
-        # Trained on a private copy, published in one step: other threads'
-        # inference sees the model before this call or after it, never a mix
-        # (see skvae._concurrency).
-        try:
-            work = self._private_copy(continuing)
-            work._fit(X, incremental)
-        except BaseException:
-            if not continuing:
-                self._publish(None)
-            raise
-        self._publish(work)
+        """Run ``_fit`` on a private copy, published in one step: other threads'
+        inference sees the model before this call or after it, never a mix, and
+        a failed call leaves no half-fitted estimator (``fit_privately``)."""
+        own = None
+        if self._continues_training(incremental):
+            own = {"_model": self._model.copy(), "history_": list(self.history_)}
+        fit_privately(self, lambda work: work._fit(X, incremental), own)
         return self
-
-    def _private_copy(self, continuing):
-        """A shallow copy to fit; when training continues, with its own copy of
-        the table model and of the history."""
-        # Not copy.copy: that would go through __getstate__, a numpy round trip
-        # of every weight.
-        work = object.__new__(type(self))
-        work.__dict__.update(
-            (name, value) for name, value in vars(self).items() if name != "_state_lock"
-        )
-        if continuing:
-            work._model = self._model.copy()
-            work.history_ = list(self.history_)
-        return work
-
-    def _publish(self, work):
-        """Replace the fitted state by ``work``'s (None: unfit), in one step."""
-
-        def update():
-            for name in [name for name in vars(self) if _is_fitted_name(name)]:
-                delattr(self, name)
-            if work is not None:
-                # Fitted attributes only: a set_params made meanwhile stays.
-                self.__dict__.update(
-                    (name, value)
-                    for name, value in vars(work).items()
-                    if _is_fitted_name(name)
-                )
-
-        state_lock(self).write(update)
 
     def _continues_training(self, incremental):
         return "_model" in self.__dict__ and (incremental or self.warm_start)
@@ -573,7 +528,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             columns=columns,
             dtypes=dtypes,
         )
-        if outcome.interrupted and not (model or outcome.records):
+        if outcome.interrupted and model is None and not outcome.records:
             raise KeyboardInterrupt  # nothing trained: let _fit_or_reset unfit it
         if model is None:
             self.mean_, self.scale_ = trained.schema.mean, trained.schema.scale
@@ -589,25 +544,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _settings(self, model):
         """The parameters as the model reads them; refuses a changed
         architecture when ``model`` is to continue training."""
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                "hidden_layer_sizes must be a positive int or a sequence of positive "
-                f"ints, got {self.hidden_layer_sizes!r}."
-            )
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
         settings = FitSettings.from_params(self.get_params())
-        old, new = (model.architecture, settings.architecture()) if model else ({}, {})
-        changed = {
-            name: (old[name], new[name]) for name in old if old[name] != new[name]
-        }
-        if changed:
-            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(
-                f"Cannot continue training a model whose architecture changed "
-                f"({details}). Set warm_start=False to train a new model, or restore "
-                "the parameters."
-            )
+        if model is not None:
+            check_same_architecture(model.architecture, settings.architecture())
         return settings
 
     def _record(self, outcome, early_stopping):
@@ -824,7 +764,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # A frozen view of this model: fits publish new objects and never
         # change the published ones, so blocks computed later, after a fit,
         # still use the model this call saw.
-        snapshot = getattr(self._private_copy(continuing=False), method)
+        snapshot = getattr(private_copy(self), method)
         if width is None:
             meta = np.empty((0,), dtype)
             return X.map_blocks(snapshot, dtype=dtype, drop_axis=1, meta=meta)

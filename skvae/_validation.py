@@ -11,6 +11,7 @@ library.
 """
 
 import math
+from numbers import Integral
 
 import narwhals.stable.v2 as nw
 import numpy as np
@@ -227,4 +228,29 @@ def check_gaussian_only(X, likelihood, early_stopping):
             f"only (likelihood={likelihood!r} was given). Fit on a dense "
             "in-memory array or DataFrame for count, binary or categorical "
             "columns."
+        )
+
+
+def check_hidden_layer_sizes(sizes):
+    """Refuse ``hidden_layer_sizes`` that are not positive ints."""
+    given = sizes
+    sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+    if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must be a positive int or a sequence of positive "
+            f"ints, got {given!r}."
+        )
+
+
+def check_same_architecture(saved, asked):
+    """Refuse to continue training a model whose architecture (``saved``)
+    differs from the one the parameters now ask for."""
+    changed = {name: (saved[name], asked[name]) for name in saved}
+    changed = {name: pair for name, pair in changed.items() if pair[0] != pair[1]}
+    if changed:
+        details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(
+            f"Cannot continue training a model whose architecture changed "
+            f"({details}). Set warm_start=False to train a new model, or restore "
+            "the parameters."
         )

@@ -201,10 +201,12 @@ def test_a_fit_copies_the_estimator_without_its_saved_state(monkeypatch):
 
 def test_publishing_a_fit_keeps_parameters_set_meanwhile():
     X = np.random.RandomState(0).standard_normal((40, 3))
+    from skvae._concurrency import private_copy, publish
+
     vae = fitted(X)
-    work = vae._private_copy(continuing=False)
+    work = private_copy(vae)
     vae.set_params(beta=0.25)  # while the copy "trains"
-    vae._publish(work)
+    publish(vae, work)
     assert vae.beta == 0.25 and hasattr(vae, "module_")
 
 
