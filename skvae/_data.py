@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from ._schema import INFINITY_MESSAGE, RowBlocks, is_blocked, row_chunks
+from ._schema import RowBlocks, infinity_error, is_blocked, row_chunks
 
 # Memory one inference batch may take on each kind of device (activations of
 # every layer, and of every draw for the importance-sampled methods): large
@@ -166,11 +166,13 @@ class _Standardiser:
         self.refuse_infinity = refuse_infinity
         self.mean = torch.as_tensor(schema.mean, device=device)
         self.scale = torch.as_tensor(schema.scale, device=device)
+        self.names = [spec.name for spec in schema.columns]
 
     def __call__(self, x):
         x = x.to(self.device)
         if self.refuse_infinity and bool(torch.isinf(x).any()):
-            raise ValueError(INFINITY_MESSAGE)
+            column = int(torch.isinf(x).any(dim=0).nonzero()[0, 0])
+            raise infinity_error(self.names[column])
         mean = self.mean.to(x.dtype)
         targets = ((x - mean) / self.scale.to(x.dtype)).float()
         if not self.may_miss:

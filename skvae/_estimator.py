@@ -744,10 +744,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X, _ = as_pandas(X)
-        index = X.index if isinstance(X, pd.DataFrame) else None
+        frame = X if isinstance(X, pd.DataFrame) else None
         X = validate_table(self, X, self._model, inference=True)
         filled = self._model.impute(
-            X, index, self.n_importance_samples, self.handle_unknown
+            X, frame, self.n_importance_samples, self.handle_unknown
         )
         return self._answer(filled)
 

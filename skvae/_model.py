@@ -39,7 +39,6 @@ from ._onnx import export as onnx_export
 from ._progress import ProgressBar
 from ._resources import check_fits as check_memory
 from ._resources import check_output_fits
-from ._resources import estimate as estimate_memory
 from ._schema import build_schema, dtype_from_portable, portable_dtype, with_dtypes
 from ._training import (
     NonFiniteLossError,
@@ -50,6 +49,7 @@ from ._training import (
     make_optimizer,
     plan_budget,
     train,
+    weights_are_finite,
 )
 
 __all__ = [
@@ -194,18 +194,17 @@ def make_generator(seed, device):
     return generator
 
 
-def _refuse_non_finite(values, method):
-    """Never hand back NaN or infinities: say what went wrong instead."""
+def _non_finite_rows(values):
+    """Positions of the rows of ``values`` holding NaN or an infinity."""
     finite = np.isfinite(values)
     if finite.all():
-        return
-    rows = int((~finite.reshape(len(values), -1)).any(axis=1).sum())
-    raise ValueError(
-        f"{method} gave non-finite values for {rows} of {len(values)} rows: the "
-        "model's weights have diverged (refit with a smaller learning_rate_init), "
-        "or those rows lie far outside the range of the training data (check them "
-        "for extreme values)."
-    )
+        return None
+    return np.flatnonzero(~finite.reshape(len(values), -1).all(axis=1))
+
+
+# A row whose entry lies this many standard deviations (or, for other columns,
+# units) from the training data is taken for the cause of a non-finite answer.
+FAR_OUTSIDE = 1e3
 
 
 def _dense_width(X):
@@ -289,14 +288,14 @@ class TableModel:
             rows=rows,
         )
         # Before anything is allocated: a typo must not exhaust the memory.
-        needs = estimate_memory(
+        check_memory(
             schema.layout(),
             settings.n_components,
             settings.hidden_widths,
             plan.batch_size,
             settings.n_importance_samples,
+            device,
         )
-        check_memory(needs, device, asdict(settings))
         module = build_vae(
             schema.layout(),
             settings.n_components,
@@ -391,7 +390,9 @@ class TableModel:
                 f"Try a smaller learning_rate_init (now {settings.learning_rate_init}"
                 "), check X for extreme values, or use fewer/narrower hidden layers."
             )
-            raise NonFiniteLossError(exc.epoch, exc.loss, advice) from None
+            if settings.input_noise > 0:
+                advice += f" Or a smaller input_noise (now {settings.input_noise})."
+            raise NonFiniteLossError(exc.epoch, exc.loss, advice, exc.weights) from None
         finally:
             if progress is not None:
                 progress.close()
@@ -465,7 +466,7 @@ class TableModel:
         else:
             results = self._encode_in_torch(X, handle_unknown, return_std)
         for result in results:
-            _refuse_non_finite(result, "transform")
+            self._refuse_non_finite(result, "transform", X)
         results = [result.astype(dtype, copy=False) for result in results]
         return tuple(results) if return_std else results[0]
 
@@ -525,9 +526,8 @@ class TableModel:
             lambda rows: torch.as_tensor(Z[rows], dtype=torch.float32).to(device),
             inference_batch_rows(self.module, device),
         )
-        _refuse_non_finite(
-            values, "sample" if draw is not None else "inverse_transform"
-        )
+        method = "sample" if draw is not None else "inverse_transform"
+        self._refuse_non_finite(values, method, codes=Z)
         return self.schema.decode(values, dtype)
 
     def score(self, X, n_draws, handle_unknown):
@@ -548,12 +548,13 @@ class TableModel:
             return bound - data.observed.double() @ log_scale
 
         (scores,) = self._importance_map(score, X, n_draws, handle_unknown)
-        _refuse_non_finite(scores, "score_samples")
+        self._refuse_non_finite(scores, "score_samples", X)
         return scores
 
-    def impute(self, X, index, n_draws, handle_unknown):
+    def impute(self, X, frame, n_draws, handle_unknown):
         """`X` with each missing entry replaced by its expectation given the
-        row's observed entries; ``index``: a DataFrame's row labels."""
+        row's observed entries; ``frame``: the caller's DataFrame that `X` was
+        read from (None for an array), whose observed entries and index stay."""
         if sparse.issparse(X):  # no NaN, so nothing to fill
             return X.copy()
         noise = self._importance_noise(n_draws)
@@ -563,9 +564,9 @@ class TableModel:
             n_draws,
             handle_unknown,
         )
-        _refuse_non_finite(values, "impute")
+        self._refuse_non_finite(values, "impute", X)
         dtype = X.dtype if isinstance(X, np.ndarray) else np.float64
-        return self.schema.fill(X, self.schema.decode(values, dtype), index)
+        return self.schema.fill(X, self.schema.decode(values, dtype), frame)
 
     def _batches_of(self, X, handle_unknown):
         """``load(rows)`` for ``map_batches``: rows of `X` encoded on the model's
@@ -590,6 +591,78 @@ class TableModel:
             inference_batch_rows(
                 self.module, self.device, n_draws, input_width=_dense_width(X)
             ),
+        )
+
+    def _refuse_non_finite(self, values, method, X=None, codes=None):
+        """Never hand back NaN or infinities: say why instead, telling a
+        diverged model from rows (of `X`) or ``codes`` far outside what it
+        was trained on."""
+        rows = _non_finite_rows(values)
+        if rows is None:
+            return
+        reason = (
+            self._diverged()
+            or (X is not None and self._rows_far_outside(X, rows))
+            or (codes is not None and self._codes_far_outside(codes, rows))
+            or (
+                "the model's weights have diverged (refit with a smaller "
+                "learning_rate_init), or those rows lie far outside the range of "
+                "the training data (check them for extreme values)."
+            )
+        )
+        raise ValueError(
+            f"{method} gave non-finite values for {len(rows)} of {len(values)} "
+            f"rows: {reason}"
+        )
+
+    def _diverged(self):
+        if weights_are_finite(self.module):
+            return None
+        return (
+            "the model's weights have diverged (some are NaN or infinite). Refit "
+            "it with a smaller learning_rate_init."
+        )
+
+    def _rows_far_outside(self, X, rows):
+        """What makes ``rows`` of `X` unanswerable: their entry farthest from
+        the training data, when it is far (None otherwise)."""
+        rows = rows[:1000]
+        part = take_rows(X, rows)
+        if sparse.issparse(part):
+            part = part.toarray()
+        with np.errstate(over="ignore", invalid="ignore"):
+            distance = np.abs(self.schema.encode(part, "missing").targets)
+        k, position = np.unravel_index(np.argmax(distance), distance.shape)
+        if not distance[k, position] > FAR_OUTSIDE:
+            return None
+        j = self.schema.order[position]
+        spec = self.schema.columns[j]
+        value = X.iloc[rows[k], j] if hasattr(X, "iloc") else X[rows[k], j]
+        value = value.item() if isinstance(value, np.generic) else value
+        how_far = ""
+        if spec.kind == "gaussian":
+            how_far = (
+                f", {distance[k, position]:.3g} standard deviations from the "
+                "training mean"
+                if np.isfinite(distance[k, position])
+                else ", beyond the float32 range once standardised"
+            )
+        return (
+            "they hold values far outside the training data, for example "
+            f"{value!r} in column {spec.name!r} (row {rows[k]}){how_far}. The "
+            "model is fine: check those rows for errors or unit mistakes, clip "
+            "them to the training range, or set such values to NaN to count them "
+            "as missing."
+        )
+
+    @staticmethod
+    def _codes_far_outside(codes, rows):
+        farthest = float(np.abs(codes[rows]).max())
+        if not farthest > FAR_OUTSIDE:
+            return None
+        return (
+            f"those codes lie far from the prior N(0, I) (|z| up to {farthest:.3g}); "
+            "decode codes from transform or sample, or of that scale."
         )
 
     def to_onnx(self, method, dtype):

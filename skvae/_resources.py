@@ -93,29 +93,62 @@ def _gib(n_bytes):
     return f"{n_bytes / 2**30:,.1f} GiB"
 
 
-def check_fits(needs, device, params):
-    """Refuse, with what to change, a model whose ``needs`` (``estimate``)
-    exceed the memory available on ``device``."""
+def check_fits(layout, n_components, hidden_layer_sizes, batch_size, n_draws, device):
+    """Refuse, naming the parameter to change, a model whose ``estimate``
+    exceeds the memory available on ``device``."""
     available = available_bytes(device)
     if available is None:
         return
     usable = USABLE_SHARE * available
+    sizes = (n_components, hidden_layer_sizes, batch_size, n_draws)
+    needs = estimate(layout, *sizes)
     where = f"the {torch.device(device).type} device has {_gib(available)} available"
     if needs["training"] > usable:
         raise ValueError(
             f"This model would need about {_gib(needs['training'])} to train "
             f"({needs['parameters']:,} parameters with their gradients and optimiser "
-            f"state, and a batch of {params['batch_size']} rows), but {where}. "
-            f"Use smaller hidden_layer_sizes (now {params['hidden_layer_sizes']}) "
-            "or a smaller batch_size."
+            f"state, and a batch of {batch_size:,} rows), but {where}. "
+            f"{_what_to_change(layout, sizes, usable)}"
         )
     if needs["scoring_row"] > usable:
         raise ValueError(
             f"score_samples and impute would need about {_gib(needs['scoring_row'])} "
-            f"for a single row with n_importance_samples="
-            f"{params['n_importance_samples']}, but {where}. Use fewer importance "
-            "samples."
+            f"for a single row with n_importance_samples={n_draws:,}, but {where}. "
+            "Use fewer importance samples (n_importance_samples)."
         )
+
+
+# What each parameter is brought down to, in turn, to find the one at fault.
+_MODEST = {"n_components": 2, "hidden_layer_sizes": [512, 256], "batch_size": 128}
+
+
+def _what_to_change(layout, sizes, usable):
+    """The parameter whose modest value alone would make training fit."""
+    n_components, hidden_layer_sizes, batch_size, n_draws = sizes
+    tries = {
+        "n_components": (min(n_components, 2), hidden_layer_sizes, batch_size),
+        "hidden_layer_sizes": (
+            n_components,
+            [min(width, 512) for width in hidden_layer_sizes][:2],
+            batch_size,
+        ),
+        "batch_size": (n_components, hidden_layer_sizes, min(batch_size, 128)),
+    }
+    now = {
+        "n_components": n_components,
+        "hidden_layer_sizes": tuple(hidden_layer_sizes),
+        "batch_size": batch_size,
+    }
+    for name, changed in tries.items():
+        if estimate(layout, *changed, n_draws)["training"] <= usable:
+            return f"Use a smaller {name} (now {now[name]!r})."
+    return (
+        f"The table itself is too wide for this device ({layout.n_columns:,} "
+        "columns; label columns count one input per level): drop or merge "
+        "columns, or use smaller n_components, hidden_layer_sizes and batch_size "
+        f"(now {now['n_components']!r}, {now['hidden_layer_sizes']!r} and "
+        f"{now['batch_size']!r})."
+    )
 
 
 def check_output_fits(n_rows, n_components, n_columns):

@@ -19,6 +19,7 @@ Decoded values (``decode``) have the same layout: a mean or draw per column, the
 level's index for categorical columns.
 """
 
+import datetime
 from dataclasses import dataclass, field, replace
 from numbers import Complex, Number, Real
 
@@ -39,11 +40,15 @@ KINDS = ("gaussian", "poisson", "bernoulli", "categorical")
 # Rows converted at a time, so that a huge table never needs a float64 copy.
 _CHUNK_ROWS = 8192
 
-# What the estimator's checks and the data layer say of an infinity in an array.
-INFINITY_MESSAGE = (
-    "Input X contains infinity. Replace infinite values with finite ones, or "
-    "with NaN to count them as missing."
-)
+
+def infinity_error(column):
+    """What the estimator's checks and the data layer say of an infinity in
+    ``column`` (a DataFrame's column name, or an array's column position)."""
+    where = f"column {column!r}" if isinstance(column, str) else f"column {column}"
+    return ValueError(
+        f"Input X contains infinity in {where}. Replace infinite values with "
+        "finite ones, or with NaN to count them as missing."
+    )
 
 
 @dataclass
@@ -118,6 +123,9 @@ def _family(column):
     return None
 
 
+_FAMILY_WORDS = {"number": "numbers", "bool": "booleans", "label": "labels"}
+
+
 def _is_real_number_type(kind):
     return (
         issubclass(kind, Number)
@@ -141,21 +149,77 @@ def _unsupported_dtype_error(name, dtype):
     )
 
 
-_NESTED = (list, tuple, dict, set, np.ndarray)
+# What an object column may hold as labels: text, booleans and plain numbers
+# (hashable, ordered, and written back as they came). A column of numbers only
+# may hold any real number (Decimal prices, Fractions): it is read as floats.
+_LABEL_TYPES = (str, bool, np.bool_, int, float, np.integer, np.floating)
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+_BYTES = (bytes, bytearray, memoryview)
+_TIMES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64)
 
 
-def _check_scalar_labels(name, values):
-    # The types first, in one fast pass; the entries only when one is nested.
-    if not any(issubclass(t, _NESTED) for t in set(map(type, values.to_numpy()))):
+def _shown(value):
+    """``value``'s repr, cut to 60 characters (numpy scalars as plain ones)."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_object_values(name, column):
+    """Refuse the entries of an object column that are neither labels nor
+    numbers, before anything hashes or converts them: the column, the entry's
+    type and what to do. Missing markers (None, NaN, pd.NA, NaT) are holes."""
+    if not is_object_dtype(column.dtype):
         return
-    nested = values.map(lambda v: isinstance(v, _NESTED))
-    if nested.any():
-        example = values[nested].iloc[0]
+    values = column.dropna().to_numpy()
+    # The types first, in one pass at C speed; the entries only when needed.
+    types = set(map(type, values))
+    if all(issubclass(t, _LABEL_TYPES) for t in types):
+        return
+    if all(_is_real_number_type(t) for t in types):
+        return  # numbers only, e.g. Decimal prices: read as floats
+    if all(issubclass(t, Number) and not issubclass(t, bool | np.bool_) for t in types):
+        imaginary = [v for v in values if getattr(v, "imag", 0) != 0]
+        if not imaginary:
+            return  # complex numbers that are all real
         raise SchemaError(
-            f"Column {name!r} holds nested objects (for example {example!r}); each "
-            "entry must be a single number, string or boolean. Flatten it into "
-            "separate columns, or drop it."
+            f"Column {name!r} holds complex numbers (for example "
+            f"{_shown(imaginary[0])}), which VAETransformer cannot model. Split it "
+            "into real and imaginary columns, or drop it."
         )
+    example = next(v for v in values if not isinstance(v, _LABEL_TYPES))
+    raise SchemaError(_odd_entry_message(name, example))
+
+
+def _odd_entry_message(name, example):
+    kind = type(example)
+    kind = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+    if isinstance(example, _NESTED):
+        return (
+            f"Column {name!r} holds nested objects (for example {_shown(example)}); "
+            "each entry must be a single number, string or boolean. Flatten it "
+            "into separate columns, or drop it."
+        )
+    if isinstance(example, _BYTES):
+        advice = f"Decode them to strings first (X[{name!r}].str.decode('utf-8'))"
+    elif isinstance(example, _TIMES):
+        advice = (
+            "Turn them into numbers the model can read (for example elapsed "
+            "days, or year/month/weekday columns)"
+        )
+    elif isinstance(example, Number):
+        advice = (
+            f"Labels must be strings, booleans, ints or floats: convert the column "
+            f"with X[{name!r}].astype(str), or its numbers to float"
+        )
+    else:
+        advice = (
+            f"Convert the column to strings (X[{name!r}].astype(str)) or to numbers"
+        )
+    return (
+        f"Column {name!r} holds {_shown(example)} (of type {kind}), which is "
+        "neither a label (a string, boolean, int or float) nor a number. "
+        f"{advice}, or drop the column."
+    )
 
 
 def _levels(name, column):
@@ -164,7 +228,6 @@ def _levels(name, column):
     if isinstance(column.dtype, pd.CategoricalDtype):
         seen = set(values.unique())
         return np.array([c for c in column.dtype.categories if c in seen], dtype=object)
-    _check_scalar_labels(name, values)
     unique = list(pd.unique(values))
     try:
         unique.sort()
@@ -220,6 +283,7 @@ def _check_kind(name, kind, family, numbers, levels):
 
 def _column_spec(name, column, kind):
     """The spec of one training column, ``kind`` None for automatic."""
+    _check_object_values(name, column)
     family = _family(column)
     if family is None:
         raise _unsupported_dtype_error(name, column.dtype)
@@ -229,7 +293,7 @@ def _column_spec(name, column, kind):
     else:
         # NaN from the values themselves: a nullable Float64 column can hold a NaN
         # that isna() does not report.
-        all_numbers = _finite(name, _numbers(column))
+        all_numbers = _finite(name, _numbers(name, column))
         missing = np.isnan(all_numbers)
     if missing.all():
         raise SchemaError(
@@ -750,6 +814,7 @@ class TableSchema:
         for spec, (name, column) in zip(self.columns, X.items(), strict=True):
             if column.isna().all():
                 continue  # nothing observed, nothing to misread
+            _check_object_values(name, column)
             family = _family(column)
             if family is None:
                 raise _unsupported_dtype_error(name, column.dtype)
@@ -758,16 +823,23 @@ class TableSchema:
                 spec.family == "bool" and family == "number"
             ):
                 # astype(bool) would turn every non-empty string into True.
+                same_dtype = str(column.dtype) == str(spec.dtype)
                 how = (
                     "Map its values back to True/False"
                     if spec.family == "bool"
+                    else f"Pass it with the {_FAMILY_WORDS[spec.family]} it held"
+                    if same_dtype
                     else f"Convert it back (for example X[{name!r}]."
                     f"astype({str(spec.dtype)!r}))"
                 )
+                was, now = (
+                    (f"held {_FAMILY_WORDS[spec.family]}", _FAMILY_WORDS[family])
+                    if same_dtype
+                    else (f"had dtype {spec.dtype}", f"dtype {column.dtype}")
+                )
                 raise SchemaError(
-                    f"Column {name!r} had dtype {spec.dtype} when the model was "
-                    f"fitted but has dtype {column.dtype} now. {how} before "
-                    "calling this method."
+                    f"Column {name!r} {was} when the model was fitted but has "
+                    f"{now} now. {how} before calling this method."
                 )
 
     def encode(self, X, handle_unknown="error"):
@@ -853,8 +925,8 @@ class TableSchema:
                     shown = list(spec.categories[:20])
                     more = len(spec.categories) - len(shown)
                     raise SchemaError(
-                        f"Column {spec.name!r} has the value {example!r}, which was "
-                        f"not seen during fit (seen: {shown}"
+                        f"Column {spec.name!r} has the value {_shown(example)}, which "
+                        f"was not seen during fit (seen: {shown}"
                         f"{f' and {more} more' if more > 0 else ''}). Pass "
                         "handle_unknown='missing' to treat unseen values as missing."
                     )
@@ -862,7 +934,7 @@ class TableSchema:
             seen = ~missing
             out[seen] = codes[seen]
             return seen
-        values = _finite(spec.name, _numbers(column))
+        values = _finite(spec.name, _numbers(spec.name, column))
         missing = np.isnan(values)
         seen = ~missing
         if spec.kind == "gaussian":
@@ -888,14 +960,18 @@ class TableSchema:
             return out
         return self._decode_columns(values, dtype)
 
-    def fill(self, X, predicted, index=None):
+    def fill(self, X, predicted, frame=None):
         """``X`` with its missing entries taken from ``predicted``.
 
         ``predicted`` is ``decode``'s output for the same rows. A table fitted as
-        a DataFrame comes back as a DataFrame with the training columns and dtypes
-        (and ``index``, when ``X`` is the float array of a numeric frame).
+        a DataFrame comes back as a DataFrame with the training columns and
+        dtypes. ``frame``: the caller's DataFrame when ``X`` is the float array
+        read from it; its observed entries are kept as they are (through
+        floats, an Int64 of 2**63 - 10 would change) and its index too.
         """
         if isinstance(X, np.ndarray):
+            if self.is_frame and frame is not None:
+                return self._fill_numeric_frame(frame, np.isnan(X), predicted)
             as_array = (
                 predicted.to_numpy(dtype=np.float64)
                 if isinstance(predicted, pd.DataFrame)
@@ -904,8 +980,8 @@ class TableSchema:
             filled = np.where(np.isnan(X), as_array, X).astype(X.dtype, copy=False)
             if not self.is_frame:
                 return filled
-            frame = pd.DataFrame(filled, columns=predicted.columns, index=index)
-            return frame.astype(dict(predicted.dtypes))
+            filled = pd.DataFrame(filled, columns=predicted.columns)
+            return filled.astype(dict(predicted.dtypes))
         if not isinstance(predicted, pd.DataFrame):  # fitted on an array
             predicted = pd.DataFrame(predicted, index=X.index)
         filled = {}
@@ -919,6 +995,16 @@ class TableSchema:
             # Every column in its training dtype, holes or not.
             filled[X.columns[j]] = _as_dtype(values, spec, index=X.index)
         return pd.DataFrame(filled, index=X.index)
+
+    @staticmethod
+    def _fill_numeric_frame(frame, missing, predicted):
+        filled = {
+            name: frame.iloc[:, j]
+            .mask(missing[:, j], predicted.iloc[:, j].to_numpy())
+            .astype(dtype)
+            for j, (name, dtype) in enumerate(predicted.dtypes.items())
+        }
+        return pd.DataFrame(filled, index=frame.index)
 
     def _decode_columns(self, values, dtype):
         columns = {
@@ -946,13 +1032,37 @@ class TableSchema:
         return values
 
 
-def _numbers(column):
+def _numbers(name, column):
     """A numeric or boolean column as float64, NaN where missing."""
-    if is_object_dtype(column.dtype):  # booleans with holes, or boxed numbers
+    if not is_object_dtype(column.dtype):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    # Booleans with holes, or boxed numbers; Python ints may exceed floats.
+    try:
         return np.array(
-            [np.nan if pd.isna(v) else float(v) for v in column], dtype=np.float64
+            [np.nan if pd.isna(v) else float(_real(v)) for v in column],
+            dtype=np.float64,
         )
-    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except OverflowError:
+        huge = next(v for v in column.dropna() if not _fits_a_float(v))
+        raise SchemaError(
+            f"Column {name!r} holds the integer {_shown(huge)} ({len(str(abs(huge)))} "
+            "digits), beyond the range of floating-point numbers (about 1.8e308), "
+            "which is how the model reads numbers. Rescale the column (for example "
+            "its logarithm), or turn it into labels with astype(str)."
+        ) from None
+
+
+def _real(value):
+    """A number as a real (complex numbers of a numeric column are all real)."""
+    return value.real if isinstance(value, complex | np.complexfloating) else value
+
+
+def _fits_a_float(value):
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _finite(name, values):
@@ -981,6 +1091,8 @@ def _as_dtype(values, spec, index=None):
         values = pd.Categorical(values, dtype=dtype)
     elif is_bool_dtype(dtype):
         values = np.asarray(values, dtype=float) > 0.5
+    elif pd.api.types.is_integer_dtype(dtype) and _all_integers(values, dtype):
+        pass  # observed entries of an integer column, kept exactly
     elif is_numeric_dtype(dtype):
         values = np.asarray(values, dtype=np.float64)
         if pd.api.types.is_integer_dtype(dtype):
@@ -990,6 +1102,17 @@ def _as_dtype(values, spec, index=None):
     # Series(..., dtype=object) stays object; a bare object array would be
     # inferred as strings by pandas >= 3.
     return pd.Series(values, dtype=dtype, index=index)
+
+
+def _all_integers(values, dtype):
+    """True for an object array of ints only, all within ``dtype`` (filled rows
+    of an integer column: through floats, 2**63 - 10 would come back as another
+    number)."""
+    values = np.asarray(values)
+    if values.dtype != object or pd.api.types.infer_dtype(values) != "integer":
+        return False
+    limits = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
+    return int(limits.min) <= min(values) and max(values) <= int(limits.max)
 
 
 def _float_limits(dtype):

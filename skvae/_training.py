@@ -19,13 +19,26 @@ from ._likelihoods import _LOG_2PI
 
 
 class NonFiniteLossError(ValueError):
-    """The training loss became NaN or infinite: the optimisation diverged."""
+    """The training loss, or the weights after a step, became NaN or infinite:
+    the optimisation diverged."""
 
-    def __init__(self, epoch, loss, advice=""):
+    def __init__(self, epoch, loss, advice="", weights=False):
         self.epoch = epoch
         self.loss = loss
-        message = f"Training diverged: the loss became {loss} at epoch {epoch}."
+        self.weights = weights
+        message = (
+            f"Training diverged: the weights became NaN or infinite at epoch "
+            f"{epoch} (its loss was {loss:g})."
+            if weights
+            else f"Training diverged: the loss became {loss} at epoch {epoch}."
+        )
         super().__init__(f"{message} {advice}".strip())
+
+
+def weights_are_finite(model):
+    """One host sync for every parameter of ``model``."""
+    checks = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 # ----------------------------------------------------------------- the objective
@@ -543,6 +556,10 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
             loss = reconstruction + config.beta * kl
             if not math.isfinite(loss):
                 raise NonFiniteLossError(epoch, loss)
+            # A finite loss can still be followed by a step that broke the
+            # weights (a huge gradient): never hand back such a model.
+            if not weights_are_finite(model):
+                raise NonFiniteLossError(epoch, loss, weights=True)
             weight = kl_weight(epoch, config.beta, config.warmup_epochs)
             done = epoch - first_epoch
             record = EpochRecord(

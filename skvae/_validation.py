@@ -20,7 +20,7 @@ from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 from scipy import sparse
 from sklearn.utils.validation import validate_data
 
-from ._schema import INFINITY_MESSAGE, is_blocked, row_chunks
+from ._schema import infinity_error, is_blocked, row_chunks
 
 
 def frame_library(X):
@@ -132,20 +132,50 @@ def validate_table(estimator, X, model=None, inference=False):
         check_model_reads_numbers(model.schema)
     if not reset and _plain_float_rows(X):
         return _validate_float_rows(estimator, X, model, inference)
-    X = validate_data(
-        estimator,
-        X,
-        reset=reset,
-        dtype=[np.float64, np.float32],
-        ensure_all_finite="allow-nan",
-        accept_sparse=("csr", "csc"),
-    )
-    if sparse.issparse(X) and np.isnan(X.data).any():
+    names = list(X.columns) if isinstance(X, pd.DataFrame) else None
+    try:
+        X = validate_data(
+            estimator,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            # Infinities are looked for below, to name their column.
+            ensure_all_finite=False,
+            accept_sparse=("csr", "csc"),
+        )
+    except OverflowError as error:  # Python ints beyond the float range
+        raise ValueError(
+            f"X holds a number too large for a float ({error}). Rescale the "
+            "columns that hold it (for example their logarithm), or turn them "
+            "into labels in a DataFrame with astype(str)."
+        ) from None
+    if sparse.issparse(X):
+        _refuse_sparse_holes_and_infinities(X, names)
+    else:
+        _refuse_infinities(X, names)
+    return X
+
+
+def _refuse_infinities(X, names=None):
+    """Refuse a float array holding an infinity, naming its column (from
+    ``names``, a DataFrame's columns, else its position)."""
+    for chunk in row_chunks(X):  # a chunk at a time: no temporary of X's size
+        infinite = np.isinf(chunk).any(axis=0)
+        if infinite.any():
+            column = int(np.flatnonzero(infinite)[0])
+            raise infinity_error(column if names is None else names[column])
+
+
+def _refuse_sparse_holes_and_infinities(X, names):
+    if np.isnan(X.data).any():
         raise ValueError(
             "A sparse X holds NaN entries. Missing values are not supported in "
             "sparse input; pass a dense array with NaN for them, or fill them."
         )
-    return X
+    if np.isinf(X.data).any():
+        entries = X.tocoo()
+        column = int(entries.col[np.isinf(entries.data)][0])
+        raise infinity_error(column if names is None else names[column])
 
 
 def _validate_float_rows(estimator, X, model, inference):
@@ -161,12 +191,8 @@ def _validate_float_rows(estimator, X, model, inference):
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
             f"expecting {estimator.n_features_in_} features as input."
         )
-    if not (inference and model.checks_infinity_on_device(X)) and any(
-        # A chunk at a time: no temporary of the whole array's size.
-        np.isinf(chunk).any()
-        for chunk in row_chunks(X)
-    ):
-        raise ValueError(INFINITY_MESSAGE)
+    if not (inference and model.checks_infinity_on_device(X)):
+        _refuse_infinities(X, getattr(estimator, "feature_names_in_", None))
     return X
 
 

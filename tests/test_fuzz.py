@@ -42,6 +42,27 @@ def refusal_is_ours(error):
     return any(part in innermost.filename for part in OWN_CODE)
 
 
+# Refusals about the whole table or model rather than one column or parameter.
+TABLE_WIDE = (
+    "feature names",
+    "features, but",
+    "0 rows",
+    "sample(n_samples",
+    "weights have diverged",
+)
+
+
+def assert_names_its_fault(error, columns=(), params=()):
+    """A refusal says what is at fault: a column (by name, or position for
+    an array), a parameter, or the table as a whole."""
+    message = str(error)
+    named = [repr(c) for c in columns] + [f"olumn {j}" for j in range(len(columns))]
+    named += list(params)
+    assert any(n in message for n in named) or any(t in message for t in TABLE_WIDE), (
+        f"the refusal names no column or parameter: {message}"
+    )
+
+
 def attempt(function, *args, **kwargs):
     """(result, None) or (None, error), checking that any error is a refusal."""
     try:
@@ -81,6 +102,48 @@ def check_every_method(vae, X, n_rows, n_columns):
     filled, error = attempt(vae.impute, X)
     if error is None:
         assert_finite_table(filled, n_rows, n_columns)
+    check_extreme_rows(vae, X)
+
+
+EXTREMES = [1e30, -1e30, 1e300, 3e38, -1.7e308]
+
+
+def with_an_extreme_entry(X, value):
+    """`X` with one numeric entry replaced by ``value`` (None: no number column)."""
+    if isinstance(X, pd.DataFrame):
+        numbers = [
+            j for j, dtype in enumerate(X.dtypes) if pd.api.types.is_float_dtype(dtype)
+        ]
+        if not numbers:
+            return None
+        X = X.copy()
+        X.iloc[0, numbers[-1]] = value
+        return X
+    if not np.issubdtype(X.dtype, np.floating) or X.dtype == np.float16:
+        return None
+    X = X.astype(np.float64)
+    X[0, -1] = value
+    return X
+
+
+def check_extreme_rows(vae, X):
+    """Rows far outside the training data: a finite answer, or a refusal that
+    names the column (never blame on the weights)."""
+    for value in EXTREMES[:2] if len(X) > 1 else EXTREMES:
+        extreme = with_an_extreme_entry(X, value)
+        if extreme is None:
+            return
+        columns = list(X.columns) if isinstance(X, pd.DataFrame) else range(X.shape[1])
+        for method in (
+            lambda rows: vae.transform(rows, return_std=True)[1],
+            vae.score_samples,
+            vae.impute,
+        ):
+            result, error = attempt(method, extreme)
+            if error is not None:
+                assert_names_its_fault(error, list(columns))
+            elif isinstance(result, np.ndarray):
+                assert np.isfinite(result).all()
 
 
 # ---------------------------------------------------------------- numbers
@@ -137,6 +200,7 @@ def test_numeric_arrays(X):
     fitted, error = attempt(vae.fit, X)
     if error is not None:
         assert not hasattr(vae, "module_")
+        assert_names_its_fault(error, list(range(X.shape[1])))
         return
     check_every_method(vae, X, *X.shape)
 
@@ -168,9 +232,12 @@ def column(draw, n_rows, rng):
                 "datetime",
                 "complex",
                 "huge_int",
+                "python_objects",
+                "nullable_extreme",
             ]
         )
     )
+    event(f"column: {kind}")
     holes = rng.rand(n_rows) < draw(st.sampled_from([0.0, 0.2]))
     if kind == "float":
         values = pd.Series(rng.standard_normal(n_rows) * draw(MAGNITUDES))
@@ -205,10 +272,49 @@ def column(draw, n_rows, rng):
         dtype = draw(st.sampled_from([np.int64, np.uint64]))
         top = int(np.iinfo(dtype).max)
         values = pd.Series(np.array([top - i % 3 for i in range(n_rows)], dtype))
+    elif kind == "python_objects":  # Python values of any type, labels or not
+        pool = draw(st.lists(PYTHON_VALUES, min_size=1, max_size=4))
+        values = pd.Series(
+            [pool[i] for i in rng.randint(len(pool), size=n_rows)], dtype=object
+        )
+    elif kind == "nullable_extreme":  # near the ends of nullable integer ranges
+        dtype = draw(st.sampled_from(["Int64", "UInt64", "Int8", "UInt32"]))
+        info = np.iinfo(pd.api.types.pandas_dtype(dtype).numpy_dtype)
+        end = draw(st.sampled_from([int(info.min), int(info.max)]))
+        step = 1 if end == int(info.min) else -1
+        values = pd.Series(
+            pd.array([end + step * (i % 4) for i in range(n_rows)], dtype=dtype)
+        )
+        values[holes] = pd.NA
     else:  # a single level
         values = pd.Series(["only"] * n_rows, dtype=object)
     return values.reset_index(drop=True)
 
+
+# What an object column may meet: labels, numbers of every type, missing
+# markers, and values that are neither.
+PYTHON_VALUES = st.one_of(
+    st.text(max_size=5),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.just(2**1100),
+    st.floats(allow_nan=True, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.fractions(max_denominator=9),
+    st.complex_numbers(max_magnitude=1e3, allow_nan=False),
+    st.binary(max_size=3),
+    st.binary(max_size=3).map(bytearray),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+    st.timedeltas(),
+    st.sampled_from([None, np.nan, pd.NA, pd.NaT, np.float32(1.5), np.int8(3)]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+    st.frozensets(st.integers(), max_size=2),
+    st.tuples(st.integers()),
+    st.builds(object),
+)
 
 NAMES = st.one_of(
     st.sampled_from(["a", "b", "a b", "", "naïve", "列"]),
@@ -239,6 +345,7 @@ def test_mixed_frames(frame):
     fitted, error = attempt(vae.fit, frame)
     if error is not None:
         assert not hasattr(vae, "module_")
+        assert_names_its_fault(error, list(frame.columns))
         return
     check_every_method(vae, frame, *frame.shape)
 
@@ -351,6 +458,7 @@ def test_random_parameters(params, n_rows):
     fitted, error = attempt(vae.fit, X)
     if error is not None:
         assert not hasattr(vae, "module_")
+        assert_names_its_fault(error, params=list(params))
         return
     check_every_method(vae, X, n_rows, 3)
 
