@@ -52,7 +52,7 @@ _STATE_FORMAT = 1
 
 # Parameters added after models were first saved, with the value that gives a
 # model saved before them its old behaviour.
-_ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32"}
+_ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32", "sampling": "prior"}
 
 
 def _seed_source(random_state):
@@ -228,6 +228,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (``benchmarks/README.md``, "Mixed precision"). On CPUs without
         bfloat16 units it is slower. Training steps are then never replayed
         from CUDA graphs.
+    sampling : {"mixture", "prior"}, default="mixture"
+        Where :meth:`sample` draws its latent codes from. ``"mixture"``: a
+        mixture of 10 full-covariance Gaussians fitted, at the end of each
+        training call, to one draw of z ~ q(z|x) for each training row (up to
+        10,000 of them): the aggregate posterior, where the decoder has seen
+        codes. ``"prior"``: the prior N(0, I) of the textbook VAE, which a
+        trained model does not fill evenly, so that some generated rows come
+        from codes no training row had. Training, :meth:`score_samples` and
+        every other method use N(0, I) either way. Models saved before this
+        parameter existed draw from the prior.
     n_importance_samples : int, default=16
         Draws of z per row in :meth:`score_samples` and :meth:`score`. More
         draws give a tighter (higher) bound of log p(x) in expectation, at a
@@ -382,6 +392,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "warmup_epochs": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16"})],
+        "sampling": [StrOptions({"mixture", "prior"})],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -409,6 +420,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         warmup_epochs="auto",
         input_noise=0.0,
         precision="float32",
+        sampling="mixture",
         n_importance_samples=16,
         warm_start=False,
         random_state=None,
@@ -432,6 +444,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.warmup_epochs = warmup_epochs
         self.input_noise = input_noise
         self.precision = precision
+        self.sampling = sampling
         self.n_importance_samples = n_importance_samples
         self.warm_start = warm_start
         self.random_state = random_state
@@ -646,7 +659,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     @reads_fitted_state
     def sample(self, n_samples=1, random_state=None):
-        """Generate rows: draw z from the prior N(0, I), then x from p(x|z).
+        """Generate rows: draw z from the latent density, then x from p(x|z).
+
+        The codes come from the mixture fitted to the training rows' codes, or
+        from the prior N(0, I) (see ``sampling``).
 
         Parameters
         ----------
@@ -668,7 +684,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
         z_seed, x_seed = _seed_source(random_state).randint(MAX_SEED, size=2)
-        return self._answer(self._model.draw(n_samples, z_seed, x_seed))
+        from_mixture = self.sampling == "mixture"
+        drawn = self._model.draw(n_samples, z_seed, x_seed, from_mixture)
+        return self._answer(drawn)
 
     @reads_fitted_state
     def score_samples(self, X):

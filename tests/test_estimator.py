@@ -153,7 +153,7 @@ def test_sample_noise_is_independent_of_the_latent_draws(X_small):
     from skvae._estimator import _seed_source
     from skvae._model import MAX_SEED
 
-    vae = fitted(X_small)
+    vae = fitted(X_small).set_params(sampling="prior")  # z from N(0, I)
     X_new = vae.sample(200, random_state=7)
     z_seed, _ = _seed_source(7).randint(MAX_SEED, size=2)
     Z = torch.randn((200, 2), generator=torch.Generator().manual_seed(int(z_seed)))

@@ -26,6 +26,7 @@ BELOW_THE_MODEL = [
     "_resources",
     "_progress",
     "_onnx",
+    "_mixture",
 ]
 MODEL_AND_BELOW = ["_model", *BELOW_THE_MODEL]
 

@@ -80,8 +80,10 @@ def test_every_epoch_reads_each_block_once(table):
     n_blocks = source.array.numblocks[0]
     fit(source.array)
     # The statistics pass (its first block twice: the shift, then the sums),
-    # then one read of every block per epoch: never the whole table at once.
-    assert source.reads == 1 + n_blocks + FAST["max_iter"] * n_blocks
+    # then one read of every block per epoch: never the whole table at once;
+    # last, the codes of the sampling mixture, from as few blocks as give
+    # MIXTURE_ROWS rows: every block of this small table.
+    assert source.reads == 1 + n_blocks + FAST["max_iter"] * n_blocks + n_blocks
 
 
 def test_fit_on_blocks_is_reproducible(table):

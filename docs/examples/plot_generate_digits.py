@@ -2,9 +2,11 @@
 Generating new digits with ``sample``
 =====================================
 
-A VAE is a generative model: ``sample`` draws codes z from the prior N(0, I) and
-then pixels from the decoder's distribution p(x|z). Decoding the same codes with
-``inverse_transform`` gives the mean image instead of a noisy draw.
+A VAE is a generative model: ``sample`` draws codes z from a Gaussian mixture
+fitted to the training digits' codes (``sampling="mixture"``, the default; the
+prior N(0, I) with ``sampling="prior"``) and then pixels from the decoder's
+distribution p(x|z). Decoding codes with ``inverse_transform`` gives the mean
+image instead of a noisy draw.
 """
 
 import matplotlib.pyplot as plt

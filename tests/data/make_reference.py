@@ -90,6 +90,8 @@ def outputs(X, X_holes):
         take(X, slice(0, 5))
     )  # numpy fast path
     results["inverse_transform"] = vae.inverse_transform(Z)
+    if "sampling" in vae.get_params():  # (added after b58cfb9, which had no mixture)
+        vae.set_params(sampling="prior")
     results["sample"] = vae.sample(25, random_state=0)
     results["score_samples"] = vae.score_samples(X)
     results["impute"] = vae.impute(X_holes)

@@ -1,0 +1,149 @@
+"""Sampling from the fitted latent mixture (``sampling="mixture"``)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+
+from skvae import VAETransformer
+from skvae._mixture import GaussianMixture, fit_mixture
+
+FAST = dict(hidden_layer_sizes=(32,), max_iter=30, warmup_epochs=0, random_state=0)
+
+
+def fitted(X, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return VAETransformer(**{**FAST, **params}).fit(X)
+
+
+def test_the_mixture_recovers_separated_components():
+    rng = np.random.RandomState(0)
+    codes = np.concatenate(
+        [
+            rng.standard_normal((700, 2)) * 0.3 + [4.0, 0.0],
+            rng.standard_normal((300, 2)) * [1.0, 0.2] - [4.0, 0.0],
+        ]
+    )
+    mixture = fit_mixture(codes, n_components=2, seed=0)
+    order = np.argsort(mixture.means[:, 0])
+    np.testing.assert_allclose(mixture.weights[order], [0.3, 0.7], atol=0.02)
+    np.testing.assert_allclose(
+        mixture.means[order], [[-4.0, 0.0], [4.0, 0.0]], atol=0.15
+    )
+    covariances = mixture.cholesky @ np.swapaxes(mixture.cholesky, 1, 2)
+    np.testing.assert_allclose(
+        np.diagonal(covariances[order], axis1=1, axis2=2),
+        [[1.0, 0.04], [0.09, 0.09]],
+        rtol=0.2,
+    )
+    drawn = mixture.sample(20_000, seed=1)
+    assert drawn.dtype == np.float32
+    assert abs((drawn[:, 0] < 0).mean() - 0.3) < 0.02
+    np.testing.assert_array_equal(drawn, mixture.sample(20_000, seed=1))
+
+
+def test_the_mixture_survives_repeated_and_constant_codes():
+    codes = np.zeros((50, 3))
+    codes[:10] = 1.0
+    mixture = fit_mixture(codes, n_components=10, seed=0)
+    assert np.isfinite(mixture.sample(100, seed=0)).all()
+    single = fit_mixture(np.ones((1, 2)), n_components=10, seed=0)
+    assert isinstance(single, GaussianMixture) and len(single.weights) == 1
+
+
+@pytest.fixture(scope="module")
+def two_clusters():
+    # Two tight, unequal clusters and a low beta: the codes of the training rows
+    # sit far from N(0, I), which the prior's draws cannot know.
+    rng = np.random.RandomState(0)
+    centres = np.array([[3.0, -2.0, 0.0, 1.0], [-3.0, 2.0, 1.0, -1.0]])
+    which = (rng.rand(600) < 0.8).astype(int)
+    X = centres[which] + 0.1 * rng.standard_normal((600, 4))
+    return X, fitted(X, beta=0.01)
+
+
+def test_codes_drawn_from_the_mixture_lie_where_the_training_codes_are(
+    two_clusters,
+):
+    X, vae = two_clusters
+    codes = vae.transform(X)
+    mixture = vae._model.mixture
+    drawn = {
+        "mixture": mixture.sample(2000, seed=0),
+        "prior": np.random.RandomState(0).standard_normal((2000, 2)),
+    }
+    # Distance from each drawn code to the nearest training code, in units of
+    # the codes' spread.
+    spread = codes.std(axis=0).mean()
+    gap = {
+        name: np.sqrt(((z[:, None] - codes[None]) ** 2).sum(-1)).min(1).mean() / spread
+        for name, z in drawn.items()
+    }
+    assert gap["mixture"] < 0.5 * gap["prior"], gap
+
+
+def test_sample_draws_its_codes_from_the_mixture(two_clusters):
+    X, vae = two_clusters
+    from_mixture = vae.sample(200, random_state=0)
+    from_prior = vae.set_params(sampling="prior").sample(200, random_state=0)
+    vae.set_params(sampling="mixture")
+    assert not np.allclose(from_mixture, from_prior)
+    # The larger cluster keeps its share of the generated rows.
+    share = (X[:, 0] < 0).mean()
+    assert abs((from_mixture[:, 0] < 0).mean() - share) < 0.1
+
+
+def test_sampling_is_reproducible_and_saved(two_clusters):
+    X, vae = two_clusters
+    first = vae.sample(50, random_state=3)
+    np.testing.assert_array_equal(first, vae.sample(50, random_state=3))
+    assert not np.array_equal(first, vae.sample(50, random_state=4))
+    for restored in (
+        pickle.loads(pickle.dumps(vae)),
+        sio.loads(sio.dumps(vae), trusted=sio.get_untrusted_types(data=sio.dumps(vae))),
+    ):
+        np.testing.assert_array_equal(restored.sample(50, random_state=3), first)
+    assert all(
+        name.startswith("skvae.")
+        for name in sio.get_untrusted_types(data=sio.dumps(vae))
+    )
+
+
+def test_a_model_saved_without_a_mixture_draws_from_the_prior(two_clusters):
+    X, vae = two_clusters
+    state = vae.__getstate__()
+    del state["_sampling_mixture"], state["sampling"]  # as saved before them
+    old = VAETransformer.__new__(VAETransformer)
+    old.__setstate__(state)
+    assert old.sampling == "prior" and old._model.mixture is None
+    expected = vae.set_params(sampling="prior").sample(20, random_state=0)
+    vae.set_params(sampling="mixture")
+    np.testing.assert_array_equal(old.sample(20, random_state=0), expected)
+    old.set_params(sampling="mixture")  # no mixture to draw from: the prior
+    np.testing.assert_array_equal(old.sample(20, random_state=0), expected)
+
+
+def test_partial_fit_and_frames_get_a_mixture_too():
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {"x": rng.standard_normal(200), "c": rng.choice(["a", "b"], 200)}
+    )
+    vae = VAETransformer(**{**FAST, "max_iter": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae.partial_fit(frame)
+    assert vae._model.mixture is not None
+    drawn = vae.sample(30, random_state=0)
+    assert list(drawn.columns) == ["x", "c"] and drawn["c"].isin(["a", "b"]).all()
+
+
+def test_a_saved_mixture_that_was_altered_is_refused(two_clusters):
+    _, vae = two_clusters
+    state = vae.__getstate__()
+    state["_sampling_mixture"]["means"] = state["_sampling_mixture"]["means"] * np.nan
+    with pytest.raises(ValueError, match="damaged or was altered"):
+        VAETransformer.__new__(VAETransformer).__setstate__(state)
