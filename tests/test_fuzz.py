@@ -445,6 +445,7 @@ def parameters(draw):
         warmup_epochs=draw(st.one_of(st.just("auto"), st.sampled_from([0, 0.5, 5]))),
         input_noise=draw(st.sampled_from([0.0, 0.25, 1e3])),
         precision=draw(st.sampled_from(["float32", "bfloat16"])),
+        sampling=draw(st.sampled_from(["mixture", "prior"])),
         n_importance_samples=draw(st.integers(1, 64)),
         random_state=draw(st.integers(0, 3)),
     )
