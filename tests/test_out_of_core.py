@@ -86,6 +86,19 @@ def test_every_epoch_reads_each_block_once(table):
     assert source.reads == 1 + n_blocks + FAST["max_iter"] * n_blocks + n_blocks
 
 
+def test_the_sampling_mixture_reads_only_the_blocks_it_needs(table, monkeypatch):
+    import skvae._model as model_module
+
+    # A table of six blocks whose mixture needs two blocks' rows.
+    monkeypatch.setattr(model_module, "MIXTURE_ROWS", 2 * BLOCK_ROWS - 100)
+    source = CountingBlocks(table)
+    n_blocks = source.array.numblocks[0]
+    vae = fit(source.array)
+    assert source.reads == 1 + n_blocks + FAST["max_iter"] * n_blocks + 2
+    assert vae._model.mixture is not None
+    assert np.isfinite(vae.sample(20, random_state=0)).all()
+
+
 def test_fit_on_blocks_is_reproducible(table):
     X = da.from_array(table, chunks=BLOCK_ROWS)
     first, second = fit(X), fit(X)
