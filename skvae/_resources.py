@@ -119,20 +119,25 @@ def check_fits(layout, n_components, hidden_layer_sizes, batch_size, n_draws, de
 
 
 # What each parameter is brought down to, in turn, to find the one at fault.
-_MODEST = {"n_components": 2, "hidden_layer_sizes": [512, 256], "batch_size": 128}
+_MODEST = {"n_components": 2, "hidden_layer_sizes": 512, "batch_size": 128}
 
 
 def _what_to_change(layout, sizes, usable):
     """The parameter whose modest value alone would make training fit."""
     n_components, hidden_layer_sizes, batch_size, n_draws = sizes
+    widths = [min(width, _MODEST["hidden_layer_sizes"]) for width in hidden_layer_sizes]
     tries = {
-        "n_components": (min(n_components, 2), hidden_layer_sizes, batch_size),
-        "hidden_layer_sizes": (
-            n_components,
-            [min(width, 512) for width in hidden_layer_sizes][:2],
+        "n_components": (
+            min(n_components, _MODEST["n_components"]),
+            hidden_layer_sizes,
             batch_size,
         ),
-        "batch_size": (n_components, hidden_layer_sizes, min(batch_size, 128)),
+        "hidden_layer_sizes": (n_components, widths[:2], batch_size),
+        "batch_size": (
+            n_components,
+            hidden_layer_sizes,
+            min(batch_size, _MODEST["batch_size"]),
+        ),
     }
     now = {
         "n_components": n_components,

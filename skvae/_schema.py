@@ -90,8 +90,11 @@ class SchemaError(ValueError):
 # ------------------------------------------------------------ column dtypes
 
 
-def _family(column):
-    """'number', 'bool', 'label', or None for dtypes the model cannot take."""
+def _family(column, entries=None):
+    """'number', 'bool', 'label', or None for dtypes the model cannot take.
+
+    ``entries``: an object column's ``_object_entries``, when already read.
+    """
     dtype = column.dtype
     if is_bool_dtype(dtype):
         return "bool"
@@ -101,13 +104,10 @@ def _family(column):
         return None
     if is_numeric_dtype(dtype):
         return "number"
-    if is_string_dtype(dtype) or is_object_dtype(dtype):
-        values = column.dropna()
-        if not len(values) or not is_object_dtype(dtype):
+    if is_object_dtype(dtype):
+        values, types = entries or _object_entries(column)
+        if not len(values):
             return "label"
-        # Decided by the entries' types, collected in one pass at C speed: a
-        # Python test per entry cost seconds on a column of 300,000 labels.
-        types = set(map(type, values.to_numpy()))
         if types <= {bool, np.bool_}:
             return "bool"  # a boolean column with holes arrives as object
         # Number takes Decimal too; bool does not count, nor Complex unless
@@ -117,10 +117,32 @@ def _family(column):
         if all(
             issubclass(t, Number) and not issubclass(t, bool | np.bool_) for t in types
         ):
-            real = values.map(lambda v: getattr(v, "imag", 0) == 0)
-            return "number" if real.all() else "label"
+            real = all(getattr(v, "imag", 0) == 0 for v in values)
+            return "number" if real else "label"
+        return "label"
+    if is_string_dtype(dtype):
         return "label"
     return None
+
+
+def _object_entries(column):
+    """An object column's observed entries and the set of their types.
+
+    The types are collected in one pass at C speed: a Python test per entry
+    cost seconds on a column of 300,000 labels.
+    """
+    values = column.dropna().to_numpy()
+    return values, set(map(type, values))
+
+
+def _checked_family(name, column):
+    """``_family``, after refusing an object column's entries that are neither
+    labels nor numbers; one pass over the entries serves both."""
+    if not is_object_dtype(column.dtype):
+        return _family(column)
+    entries = _object_entries(column)
+    _refuse_odd_entries(name, *entries)
+    return _family(column, entries)
 
 
 _FAMILY_WORDS = {"number": "numbers", "bool": "booleans", "label": "labels"}
@@ -164,15 +186,10 @@ def _shown(value):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_object_values(name, column):
+def _refuse_odd_entries(name, values, types):
     """Refuse the entries of an object column that are neither labels nor
     numbers, before anything hashes or converts them: the column, the entry's
     type and what to do. Missing markers (None, NaN, pd.NA, NaT) are holes."""
-    if not is_object_dtype(column.dtype):
-        return
-    values = column.dropna().to_numpy()
-    # The types first, in one pass at C speed; the entries only when needed.
-    types = set(map(type, values))
     if all(issubclass(t, _LABEL_TYPES) for t in types):
         return
     if all(_is_real_number_type(t) for t in types):
@@ -283,8 +300,7 @@ def _check_kind(name, kind, family, numbers, levels):
 
 def _column_spec(name, column, kind):
     """The spec of one training column, ``kind`` None for automatic."""
-    _check_object_values(name, column)
-    family = _family(column)
+    family = _checked_family(name, column)
     if family is None:
         raise _unsupported_dtype_error(name, column.dtype)
     all_numbers = None
@@ -814,8 +830,7 @@ class TableSchema:
         for spec, (name, column) in zip(self.columns, X.items(), strict=True):
             if column.isna().all():
                 continue  # nothing observed, nothing to misread
-            _check_object_values(name, column)
-            family = _family(column)
+            family = _checked_family(name, column)
             if family is None:
                 raise _unsupported_dtype_error(name, column.dtype)
             # A boolean column that gains holes turns into floats or objects.

@@ -436,6 +436,4 @@ def test_a_wide_object_column_is_labels_and_nested_entries_are_refused():
     column = pd.Series([f"N{i % 4000}" for i in range(300_000)], dtype=object)
     assert schema_module._family(column) == "label"
     with pytest.raises(ValueError, match="nested objects"):
-        schema_module._check_object_values(
-            "tail", pd.Series(["a", ["b"]], dtype=object)
-        )
+        schema_module._checked_family("tail", pd.Series(["a", ["b"]], dtype=object))
