@@ -421,6 +421,8 @@ def make_model(method, args, epochs=None):
             params.update(args.synth_params)
         if epochs is not None:
             params["max_iter"] = epochs
+        if args.numbers == "quantile":
+            params["likelihood"] = "quantile-numbers"  # resolved by fit
         return VAETransformer(**params)
     from ctgan import CTGAN, TVAE
 
@@ -436,6 +438,9 @@ def make_model(method, args, epochs=None):
 def fit(model, data, labels):
     if hasattr(model, "set_random_state"):  # ctgan's synthesizers
         return model.fit(data, discrete_columns=labels)
+    if model.likelihood == "quantile-numbers":  # --numbers quantile
+        numbers = [column for column in data.columns if column not in labels]
+        model.set_params(likelihood=dict.fromkeys(numbers, "quantile"))
     return model.fit(data)
 
 
@@ -580,6 +585,13 @@ def main(argv=None):
     )
     parser.add_argument("--tvae-epochs", type=int, default=None)
     parser.add_argument("--ctgan-epochs", type=int, default=25)
+    parser.add_argument(
+        "--numbers",
+        choices=["auto", "quantile"],
+        default="auto",
+        help="skvae's likelihood for number columns: 'quantile' sets every one "
+        "to the normal-score Gaussian",
+    )
     parser.add_argument("--adult-missing", choices=["label", "nan"], default="label")
     args = parser.parse_args(argv)
 

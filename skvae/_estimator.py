@@ -39,6 +39,7 @@ from ._validation import (
     check_gaussian_only,
     check_hidden_layer_sizes,
     check_same_architecture,
+    check_sample_request,
     in_library,
     validate_table,
 )
@@ -53,6 +54,40 @@ _STATE_FORMAT = 1
 # Parameters added after models were first saved, with the value that gives a
 # model saved before them its old behaviour.
 _ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32", "sampling": "prior"}
+
+
+# ``sample(given=...)`` warns when its rows come from fewer effective codes than
+# this (or than the rows asked for): they repeat a few codes; or when the model
+# gives the condition a probability below _RARE: it lies beyond what was seen.
+_LOW_ESS = 30
+_RARE = 1e-5
+
+
+def _draw_given(model, n_samples, given, seeds, from_mixture, noise):
+    """``sample(given=...)``'s rows and effective sample size; refuses a
+    condition no candidate meets, warns of one that few do."""
+    conditions = model.schema.conditions(given)
+    drawn, ess, log_probability = model.draw_given(
+        n_samples, conditions, seeds, from_mixture, noise
+    )
+    if drawn is None:
+        raise ValueError(
+            f"No row of the model meets given={given!r}: every candidate code "
+            "gives it a probability of zero. Relax the condition."
+        )
+    probability = np.exp(log_probability)
+    rare = probability < _RARE and not any(c.density for c in conditions)
+    if rare or ess < min(_LOW_ESS, n_samples):
+        how_rare = f"a probability of {probability:.2g}" if rare else ""
+        how_few = f"{ess:.1f} effective codes"
+        warn_caller(
+            f"sample(given={given!r}): the condition is rare under the model "
+            f"({how_rare or how_few}), so the rows may not follow what the model "
+            "would give it with more data. Relax the condition (a wider range, "
+            "fewer columns), or check it against the training data.",
+            UserWarning,
+        )
+    return drawn, ess
 
 
 def _seed_source(random_state):
@@ -113,14 +148,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         order. An empty tuple gives a linear encoder and decoder.
     activation : {"relu", "elu", "gelu", "silu", "tanh", "leaky_relu"}, default="relu"
         Non-linearity between hidden layers.
-    likelihood : {"auto", "gaussian", "bernoulli", "categorical", "poisson"} or \
-            dict, default="auto"
+    likelihood : {"auto", "gaussian", "quantile", "bernoulli", "categorical", \
+            "poisson"} or dict, default="auto"
         The distribution p(x|z) of each column given the latent code; a row's
         log-likelihood is the sum of its columns'.
 
         - ``"gaussian"``: the decoder predicts the mean, the variance is learned
           per column (bounded below, so near-constant columns cannot make the
           likelihood diverge); values are standardised internally.
+        - ``"quantile"``: a Gaussian on the column's normal scores
+          Phi^-1(F(x)), F the column's training distribution (a fitted
+          piecewise-linear map): for skewed numbers, spikes (a value most rows
+          hold) and integers with few values. Generated values are training
+          values for a column of at most 1,000 values each held by 5 rows on
+          average, else within the training range (integers rounded).
+          :meth:`score_samples` counts the map's slope, so it stays a density
+          in the column's units. Not exported by :meth:`to_onnx`.
         - ``"bernoulli"``: the decoder predicts a probability; for numbers in
           [0, 1] (not standardised), booleans, and columns of two labels.
         - ``"categorical"``: the decoder predicts a probability per level seen in
@@ -658,11 +701,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self._answer(self._model.decode(Z, dtype=Z.dtype))
 
     @reads_fitted_state
-    def sample(self, n_samples=1, random_state=None):
+    def sample(
+        self,
+        n_samples=1,
+        random_state=None,
+        *,
+        given=None,
+        noise=True,
+        return_ess=False,
+    ):
         """Generate rows: draw z from the latent density, then x from p(x|z).
 
         The codes come from the mixture fitted to the training rows' codes, or
-        from the prior N(0, I) (see ``sampling``).
+        from the prior N(0, I) (see ``sampling``). With ``given``, the rows are
+        drawn from the model's distribution given those columns' values, by
+        importance resampling of the codes (see the user guide's "Generating
+        data").
 
         Parameters
         ----------
@@ -670,23 +724,40 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Number of rows to generate.
         random_state : int, RandomState instance or None, default=None
             Seeds the draws; an int gives the same rows on every call.
+        given : dict, default=None
+            Maps columns (names for a model fitted on a DataFrame, positions
+            for an array) to the value every row must hold, or, for a column
+            modelled as ``"gaussian"`` or ``"quantile"``, to a ``(low, high)``
+            range. Values must be ones the column held in training.
+        noise : bool, default=True
+            Draw each value from p(x|z). False gives the mean of p(x|z) at the
+            drawn codes (the most probable level of a label column): sharper
+            rows from a model fitted with a low ``beta``.
+        return_ess : bool, default=False
+            Also return the effective sample size of the codes the rows were
+            drawn from (``n_samples`` without ``given``; with it, how many of
+            the candidate codes carry the draw).
 
         Returns
         -------
         X_new : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
             Generated rows, in the units of the training data; a DataFrame with
             the training columns and dtypes if the model was fitted on one.
+        ess : float
+            Only with ``return_ess=True``.
         """
         check_is_fitted(self)
-        valid = isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
-        if not valid or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer, got {n_samples!r}."
-            )
-        z_seed, x_seed = _seed_source(random_state).randint(MAX_SEED, size=2)
+        check_sample_request(n_samples, given)
+        seeds = _seed_source(random_state).randint(MAX_SEED, size=2)
         from_mixture = self.sampling == "mixture"
-        drawn = self._model.draw(n_samples, z_seed, x_seed, from_mixture)
-        return self._answer(drawn)
+        if given:
+            drawn, ess = _draw_given(
+                self._model, n_samples, given, seeds, from_mixture, noise
+            )
+        else:
+            drawn = self._model.draw(n_samples, *seeds, from_mixture, noise)
+            ess = float(n_samples)
+        return (self._answer(drawn), ess) if return_ess else self._answer(drawn)
 
     @reads_fitted_state
     def score_samples(self, X):

@@ -15,6 +15,7 @@ likelihoods (``_likelihoods``) and the training loop (``_training``).
 """
 
 import copy
+import math
 import sys
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from ._conditional import meet_conditions, resample_codes
 from ._data import (
     DeviceMemoryError,
     OutOfMemoryError,
@@ -223,6 +225,34 @@ FAR_OUTSIDE = 1e3
 def _dense_width(X):
     """Columns a sparse `X` has once a batch of it is densified (0 otherwise)."""
     return X.shape[1] if sparse.issparse(X) else 0
+
+
+class _NormalScoreJacobian:
+    """log g'(x) per row, summed over the observed ``"quantile"`` entries: the
+    change of variables from a column's normal scores g(x), which the
+    Gaussian scores, to its values (see ``skvae._marginals``). Read from the
+    scores themselves, so that it runs on the batches as they are encoded."""
+
+    def __init__(self, schema, device):
+        self.columns = [
+            (
+                k,
+                torch.as_tensor(marginal.scores, dtype=torch.float32, device=device),
+                torch.as_tensor(marginal.log_slopes, device=device),
+            )
+            for k, marginal in schema.normal_score_columns()
+        ]
+
+    def __call__(self, data):
+        total = 0.0
+        for k, scores, log_slopes in self.columns:
+            value = data.targets[:, k].contiguous()
+            segment = torch.searchsorted(scores, value, right=True) - 1
+            entry = log_slopes[segment.clamp(0, len(log_slopes) - 1)]
+            if data.observed is not None:
+                entry = entry * data.observed[:, k].double()
+            total = total + entry
+        return total
 
 
 def _map_tree(value, leaf_type, convert):
@@ -515,7 +545,7 @@ class TableModel:
         """The mean of p(x|z) for each code of `Z`, in the table's columns."""
         return self._decode(Z, draw=None, dtype=dtype)
 
-    def draw(self, n_samples, z_seed, x_seed, from_mixture=True):
+    def draw(self, n_samples, z_seed, x_seed, from_mixture=True, noise=True):
         """``n_samples`` new rows: z from the fitted mixture (``from_mixture``,
         when the model has one) or from the prior N(0, I), then x from p(x|z).
 
@@ -530,9 +560,69 @@ class TableModel:
                 (n_samples, self.n_components),
                 generator=make_generator(z_seed, "cpu"),
             ).numpy()
-        return self._decode(
-            Z, draw=make_generator(x_seed, self.device), dtype=np.float64
-        )
+        draw = make_generator(x_seed, self.device) if noise else None
+        return self._decode(Z, draw=draw, dtype=np.float64)
+
+    def draw_given(self, n_samples, conditions, seeds, from_mixture, noise):
+        """``n_samples`` rows that meet ``conditions`` (``TableSchema.conditions``),
+        the effective sample size of their codes and the condition's log
+        probability (``skvae._conditional``); ``seeds``: of the codes and of x
+        given z."""
+        check_output_fits(n_samples, self.n_components, self.schema.n_columns)
+        z_draws = make_generator(seeds[0], self.device)
+        with torch.no_grad():
+            z, ess, log_probability = resample_codes(
+                self.module,
+                self._sampling_density(from_mixture),
+                conditions,
+                self.schema.n_columns,
+                n_samples,
+                z_draws,
+            )
+            if z is None:
+                return None, ess, log_probability
+            x_draws = make_generator(seeds[1], self.device)
+            likelihood = self.module.likelihood
+            params = self.module.decode(z)
+            values = (
+                likelihood.sample(params, generator=x_draws)
+                if noise
+                else likelihood.to_values(likelihood.mean(params))
+            )
+            values = meet_conditions(self.module, values, z, conditions, noise, x_draws)
+        values = values.cpu().numpy()
+        self._refuse_non_finite(values, "sample", codes=z.cpu().numpy())
+        table = self.schema.decode(values, np.float64)
+        for condition in conditions:
+            table = condition.clip(table)
+        return table, ess, log_probability
+
+    def _sampling_density(self, from_mixture):
+        """(draw, log-density) of the codes ``draw`` samples, in torch."""
+        device, d = self.device, self.n_components
+        if from_mixture and self.mixture is not None:
+            mixture = self.mixture
+
+            def draw(n, generator):
+                seed = int(
+                    torch.randint(
+                        MAX_SEED, (1,), generator=generator, device=generator.device
+                    )
+                )
+                return torch.as_tensor(mixture.sample(n, seed), device=device)
+
+            def log_prob(z):
+                return torch.as_tensor(mixture.log_prob(z.cpu().numpy()), device=device)
+
+            return draw, log_prob
+
+        def draw_prior(n, generator):
+            return torch.randn((n, d), generator=generator, device=device)
+
+        def log_prior(z):
+            return -0.5 * (math.log(2 * math.pi) + z.double() ** 2).sum(dim=1)
+
+        return draw_prior, log_prior
 
     def fit_mixture(self, X, rows=None):
         """Fit the latent density that ``draw`` samples from to one draw of
@@ -579,9 +669,11 @@ class TableModel:
             np.log(self.schema.scale[self.schema.order]), device=self.device
         )
         noise = self._importance_noise(n_draws)
+        normal_scores = _NormalScoreJacobian(self.schema, self.device)
 
         def score(data):
             bound = importance_weighted_bound(self.module, data, noise).double()
+            bound = bound + normal_scores(data)
             if data.observed is None:
                 return bound - log_det
             return bound - data.observed.double() @ log_scale

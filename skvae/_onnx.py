@@ -442,6 +442,13 @@ def export(module, schema, method, dtype):
     "inverse_transform") for numbers of ``dtype``."""
     from onnx import checker, helper
 
+    quantile = [s.name for s in schema.columns if s.kind == "quantile"]
+    if quantile:
+        raise ValueError(
+            f"to_onnx cannot export the normal-score map of columns {quantile} "
+            "(likelihood 'quantile'). Refit with likelihood 'gaussian' for them "
+            "to export the model, or serve it with pickle or skops."
+        )
     builder = GraphBuilder()
     number = _ELEMENT_TYPES[np.dtype(dtype)]
     if method == "transform":

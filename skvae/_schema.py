@@ -34,8 +34,14 @@ from pandas.api.types import (
 )
 from scipy import sparse
 
+from ._marginals import NormalScoreMap
+
 # The order of the blocks in the model's arrays.
-KINDS = ("gaussian", "poisson", "bernoulli", "categorical")
+KINDS = ("gaussian", "quantile", "poisson", "bernoulli", "categorical")
+
+# Kinds the networks model as Gaussian: "quantile" is a Gaussian on the
+# column's normal scores (see ``skvae._marginals``).
+GAUSSIAN_BLOCK = ("gaussian", "quantile")
 
 # Rows converted at a time, so that a huge table never needs a float64 copy.
 _CHUNK_ROWS = 8192
@@ -58,7 +64,9 @@ class ColumnSpec:
     ``categories`` holds the levels seen in training for categorical columns and
     for Bernoulli columns of labels or booleans (level 0, level 1); it is None for
     numbers. ``mean`` and ``scale`` standardise a Gaussian column, and a count's
-    log1p for the encoder.
+    log1p for the encoder. ``normal_scores`` maps a ``"quantile"`` column to
+    the scores its Gaussian models, and ``log_jacobian`` is the mean of
+    log |dx/dg| over its training values.
     """
 
     name: object
@@ -71,6 +79,8 @@ class ColumnSpec:
     missing_rate: float = 0.0
     mean_count: float = 0.0
     constant: bool = False
+    normal_scores: NormalScoreMap | None = None
+    log_jacobian: float = 0.0
 
     @property
     def n_levels(self):
@@ -269,7 +279,7 @@ def _infer_kind(family, n_levels):
 
 def _check_kind(name, kind, family, numbers, levels):
     """Refuse a likelihood the column's values cannot follow."""
-    if kind in ("gaussian", "poisson") and family == "label":
+    if kind in ("gaussian", "quantile", "poisson") and family == "label":
         raise SchemaError(
             f"Column {name!r} holds labels ({', '.join(map(repr, levels[:3]))}, ...), "
             f"but likelihood {kind!r} needs numbers. Use 'categorical' for it."
@@ -335,6 +345,11 @@ def _column_spec(name, column, kind):
     if kind == "gaussian":
         spec.mean, spec.scale = map(float, _mean_and_scale(numbers))
         spec.constant = bool(np.all(numbers == numbers[0]))
+    elif kind == "quantile":
+        spec.normal_scores = NormalScoreMap.fit(numbers)
+        spec.log_jacobian = spec.normal_scores.mean_log_jacobian(numbers)
+        spec.constant = bool(np.all(numbers == numbers[0]))
+        spec.mean = float(numbers[0]) if spec.constant else 0.0
     elif kind == "poisson":
         spec.mean, spec.scale = map(float, _mean_and_scale(np.log1p(numbers)))
         spec.mean_count = float(numbers.mean())
@@ -656,6 +671,40 @@ def _overrides(likelihood, names, is_frame):
 # ------------------------------------------------------------ the schema
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A condition of ``sample(given=...)`` at layout position ``k``: the model's
+    value lies in [``low``, ``high``] (equal for a value). ``density``: a value
+    of a number column, whose likelihood is a density, not a probability."""
+
+    k: int
+    low: float
+    high: float
+    density: bool = False
+    # (column, low, high) in the caller's units, for a number column
+    given: tuple | None = None
+
+    def clip(self, table):
+        """A number column of the decoded ``table`` clipped into its range (set
+        to its value) in the caller's units: float32 scores come back a
+        rounding off."""
+        if self.given is None:
+            return table
+        j, low, high = self.given
+        if isinstance(table, pd.DataFrame):
+            column = table.iloc[:, j]
+            if pd.api.types.is_integer_dtype(column.dtype):
+                low, high = np.ceil(low), np.floor(high)
+            table[table.columns[j]] = column.clip(low, high).astype(column.dtype)
+        else:
+            table[:, j] = np.clip(table[:, j], low, high)
+        return table
+
+    @property
+    def is_value(self):
+        return self.low == self.high
+
+
 @dataclass
 class Encoded:
     """A table as the model sees it; see the module docstring."""
@@ -752,7 +801,7 @@ class TableSchema:
         ordered = self.ordered()
         poisson = [s for s in ordered if s.kind == "poisson"]
         return ModelLayout(
-            n_gaussian=sum(s.kind == "gaussian" for s in ordered),
+            n_gaussian=sum(s.kind in GAUSSIAN_BLOCK for s in ordered),
             poisson_log_mean=tuple(s.mean for s in poisson),
             poisson_log_scale=tuple(s.scale for s in poisson),
             poisson_log_rate=tuple(np.log(max(s.mean_count, 1e-3)) for s in poisson),
@@ -799,9 +848,19 @@ class TableSchema:
         return np.asarray(observed, dtype=np.float64) @ log_scale
 
     def mean_log_jacobian(self):
-        """``log_jacobian`` averaged over the training rows."""
+        """``log_jacobian`` averaged over the training rows, with the normal-score
+        maps' (their mean log |dx/dg|)."""
         observed = 1.0 - np.array([s.missing_rate for s in self.columns])
-        return float(observed @ np.log(self.scale))
+        per_column = np.log(self.scale) + [s.log_jacobian for s in self.columns]
+        return float(observed @ per_column)
+
+    def normal_score_columns(self):
+        """(position in the model's layout, map) of each ``"quantile"`` column."""
+        return [
+            (k, spec.normal_scores)
+            for k, spec in enumerate(self.ordered())
+            if spec.kind == "quantile"
+        ]
 
     def to_frame(self):
         """One row per column: its dtype, likelihood, levels and missing rate."""
@@ -907,6 +966,9 @@ class TableSchema:
                 targets[rows] = standardised
         for k, spec in self._not_gaussian:
             seen = slice(None) if observed is None else observed[:, k] > 0
+            if spec.kind == "quantile":
+                column = X[:, self.order[k]]
+                targets[seen, k] = spec.normal_scores.to_scores(column[seen])
             self._check_range(spec, targets[seen, k])
         return Encoded(targets, observed)
 
@@ -954,9 +1016,75 @@ class TableSchema:
         seen = ~missing
         if spec.kind == "gaussian":
             values = (values - spec.mean) / spec.scale
+        elif spec.kind == "quantile":
+            values = spec.normal_scores.to_scores(values)
         self._check_range(spec, values[seen])
         out[seen] = values[seen]
         return seen
+
+    # ---- conditions of ``sample(given=...)``
+
+    def conditions(self, given):
+        """The ``Condition`` of each entry of ``given`` (column name, position for
+        an array -> a value, or a (low, high) range of a number column)."""
+        names = [spec.name for spec in self.columns]
+        unknown = [key for key in given if key not in names]
+        if unknown:
+            where = "columns" if self.is_frame else "column positions"
+            raise SchemaError(
+                f"given names {unknown}, which are not among the model's {where} "
+                f"{names[:20]}."
+            )
+        position = {j: k for k, j in enumerate(self.order)}
+        return [
+            self._condition(position[names.index(key)], names.index(key), value)
+            for key, value in given.items()
+        ]
+
+    def _condition(self, k, j, value):
+        spec = self.columns[j]
+        if isinstance(value, tuple | list):
+            low, high = self._range_targets(spec, value)
+            return Condition(k, low, high, given=(j, *map(float, value)))
+        column = pd.Series([value], dtype=object if spec.labelled else None)
+        out = np.zeros(1, dtype=np.float32)
+        try:
+            seen = self._encode_column(spec, column, out, "missing")
+        except (TypeError, ValueError) as error:
+            raise SchemaError(
+                f"given[{spec.name!r}] = {_shown(value)} cannot be read as a value "
+                f"of that column: {error}"
+            ) from None
+        if not seen[0]:
+            levels = "" if spec.categories is None else f" ({list(spec.categories)})"
+            raise SchemaError(
+                f"given[{spec.name!r}] = {_shown(value)} is not a value the column "
+                f"held in training{levels[:300]}: the model cannot condition on it."
+            )
+        target = float(out[0])
+        exact = None if spec.labelled else (j, float(value), float(value))
+        return Condition(
+            k, target, target, density=spec.kind in GAUSSIAN_BLOCK, given=exact
+        )
+
+    @staticmethod
+    def _range_targets(spec, bounds):
+        """A (low, high) range in the model's units: the interval of scores that
+        decode into it."""
+        if spec.kind not in GAUSSIAN_BLOCK or len(bounds) != 2:
+            raise SchemaError(
+                f"given[{spec.name!r}] = {bounds!r}: a range is a (low, high) pair, "
+                "for a column modelled as 'gaussian' or 'quantile'; give other "
+                "columns one value."
+            )
+        low, high = (float(b) for b in bounds)
+        if not low <= high:
+            raise SchemaError(
+                f"given[{spec.name!r}] = {bounds!r}: low must not exceed high."
+            )
+        if spec.kind == "gaussian":
+            return (low - spec.mean) / spec.scale, (high - spec.mean) / spec.scale
+        return spec.normal_scores.score_range(low, high, spec.name)
 
     # ---- model arrays -> caller's table
 
@@ -1042,6 +1170,8 @@ class TableSchema:
             return np.full_like(values, spec.mean)
         if spec.kind == "gaussian":
             return values * spec.scale + spec.mean
+        if spec.kind == "quantile":
+            return spec.normal_scores.to_values(values)
         if spec.labelled:  # Bernoulli over two levels: the more probable one
             return spec.categories[(values > 0.5).astype(int)]
         return values

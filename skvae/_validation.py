@@ -11,6 +11,7 @@ library.
 """
 
 import math
+from collections.abc import Mapping
 from numbers import Integral
 
 import narwhals.stable.v2 as nw
@@ -237,6 +238,18 @@ def check_model_reads_numbers(schema):
         )
 
 
+def check_sample_request(n_samples, given):
+    """Refuse a ``sample`` call's ``n_samples`` or ``given`` of the wrong type."""
+    valid = isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
+    if not valid or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    if given is not None and not isinstance(given, Mapping):
+        raise TypeError(
+            "given must be a dict mapping columns to values or (low, high) "
+            f"ranges, got {type(given).__name__}."
+        )
+
+
 def check_gaussian_only(X, likelihood, early_stopping):
     """Refuse, before any work, what a fit on a dask array or a sparse matrix
     cannot do (``early_stopping``: this call would hold out rows)."""
@@ -252,8 +265,8 @@ def check_gaussian_only(X, likelihood, early_stopping):
         raise ValueError(
             f"{source[0].upper()}{source[1:]} is modelled with Gaussian columns "
             f"only (likelihood={likelihood!r} was given). Fit on a dense "
-            "in-memory array or DataFrame for count, binary or categorical "
-            "columns."
+            "in-memory array or DataFrame for quantile, count, binary or "
+            "categorical columns."
         )
 
 

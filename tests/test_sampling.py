@@ -147,3 +147,90 @@ def test_a_saved_mixture_that_was_altered_is_refused(two_clusters):
     state["_sampling_mixture"]["means"] = state["_sampling_mixture"]["means"] * np.nan
     with pytest.raises(ValueError, match="damaged or was altered"):
         VAETransformer.__new__(VAETransformer).__setstate__(state)
+
+
+# ------------------------------------------------------- sample(given=...)
+
+
+@pytest.fixture(scope="module")
+def people():
+    """Age and income follow sex: the model must learn p(age | sex)."""
+    rng = np.random.RandomState(0)
+    n = 2000
+    sex = rng.choice(["F", "M"], n, p=[0.3, 0.7])
+    female = sex == "F"
+    table = pd.DataFrame(
+        {
+            "sex": sex,
+            "age": np.where(female, rng.normal(30, 4, n), rng.normal(55, 4, n)).round(),
+            "income": np.where(female, rng.normal(1, 0.2, n), rng.normal(3, 0.2, n)),
+        }
+    )
+    return table, fitted(table, max_iter=60, likelihood={"age": "quantile"})
+
+
+def test_rows_given_a_label_hold_it_and_follow_its_conditional(people):
+    table, vae = people
+    rows, ess = vae.sample(400, random_state=0, given={"sex": "F"}, return_ess=True)
+    assert (rows["sex"] == "F").all()
+    assert abs(rows["age"].mean() - table.loc[table.sex == "F", "age"].mean()) < 3
+    assert abs(rows["income"].mean() - 1.0) < 0.3
+    assert ess > 100
+
+
+def test_rows_given_a_range_hold_it_and_follow_its_conditional(people):
+    _, vae = people
+    rows = vae.sample(400, random_state=0, given={"income": (2.5, 3.5)})
+    assert rows["income"].between(2.5, 3.5).all()
+    assert (rows["sex"] == "M").mean() > 0.95
+    rows = vae.sample(400, random_state=0, given={"age": (20, 35)})
+    assert rows["age"].between(20, 35).all()
+    # The model's own answer, by rejection: its rows that happen to meet it.
+    drawn = vae.sample(20_000, random_state=1)
+    met = drawn[drawn["age"].between(20, 35)]
+    assert abs((rows["sex"] == "F").mean() - (met["sex"] == "F").mean()) < 0.05
+    assert abs(rows["income"].mean() - met["income"].mean()) < 0.1
+
+
+def test_conditional_rows_are_reproducible(people):
+    _, vae = people
+    first = vae.sample(10, random_state=4, given={"sex": "M", "age": (50, 60)})
+    again = vae.sample(10, random_state=4, given={"sex": "M", "age": (50, 60)})
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_a_condition_the_model_finds_rare_is_reported(people):
+    _, vae = people
+    with pytest.warns(UserWarning, match=r"rare under the model \(a probability"):
+        rows = vae.sample(20, random_state=0, given={"income": (20.0, 21.0)})
+    assert rows["income"].between(20.0, 21.0).all()
+
+
+def test_conditions_the_model_cannot_take_are_refused(people):
+    _, vae = people
+    cases = {
+        "not a value the column held": {"sex": "X"},
+        "not among the model's columns": {"height": 1.0},
+        "a range is a .low, high. pair": {"sex": ("F", "M")},
+        "low must not exceed high": {"age": (40, 30)},
+        "cannot be read as a value": {"income": "high"},
+    }
+    for message, given in cases.items():
+        with pytest.raises(ValueError, match=message):
+            vae.sample(5, given=given)
+    with pytest.raises(TypeError, match="given must be a dict"):
+        vae.sample(5, given=[("sex", "F")])
+
+
+def test_without_noise_rows_are_the_decoders_means(people):
+    table, vae = people
+    drawn = vae.sample(2000, random_state=0)
+    means = vae.sample(2000, random_state=0, noise=False)
+    # Same codes: the means carry no observation noise, so within a sex
+    # their incomes spread less than drawn ones.
+    for frame in (drawn, means):
+        assert set(frame["sex"]) <= {"F", "M"}
+    spread = lambda f: f.loc[f.sex == "M", "income"].std()  # noqa: E731
+    assert spread(means) < 0.5 * spread(drawn)
+    _, ess = vae.sample(7, random_state=0, return_ess=True)
+    assert ess == 7.0
