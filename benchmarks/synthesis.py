@@ -103,6 +103,15 @@ PACKAGES = {"skvae": "skvae", "skvae-synth": "skvae", "tvae": "ctgan", "ctgan": 
 DETECTION_ROWS = 10_000
 DCR_ROWS = 2_000
 BINS = 10
+FEW_VALUES = 128
+# sample(given=...) on adult: a label, a label and a number, a label held by
+# about 0.1 % of the rows, a range of a number.
+CONDITIONS = [
+    {"sex": "Female"},
+    {"sex": "Female", "hours-per-week": 40},
+    {"native-country": "Greece"},
+    {"sex": "Male", "fnlwgt": (100_000, 200_000)},
+]
 
 
 # --- data -------------------------------------------------------------------
@@ -421,9 +430,11 @@ def make_model(method, args, epochs=None):
             params.update(args.synth_params)
         if epochs is not None:
             params["max_iter"] = epochs
-        if args.numbers == "quantile":
-            params["likelihood"] = "quantile-numbers"  # resolved by fit
-        return VAETransformer(**params)
+        if args.numbers != "auto":
+            params["likelihood"] = "numbers-by-rule"  # resolved by fit
+        model = VAETransformer(**params)
+        model.rule = args.numbers
+        return model
     from ctgan import CTGAN, TVAE
 
     if method == "tvae":
@@ -438,10 +449,23 @@ def make_model(method, args, epochs=None):
 def fit(model, data, labels):
     if hasattr(model, "set_random_state"):  # ctgan's synthesizers
         return model.fit(data, discrete_columns=labels)
-    if model.likelihood == "quantile-numbers":  # --numbers quantile
-        numbers = [column for column in data.columns if column not in labels]
-        model.set_params(likelihood=dict.fromkeys(numbers, "quantile"))
+    if model.likelihood == "numbers-by-rule":  # --numbers quantile / synthesis
+        model.set_params(likelihood=number_likelihoods(data, labels, model.rule))
     return model.fit(data)
+
+
+def number_likelihoods(data, labels, rule):
+    """skvae's likelihood for each number column: 'quantile' for every one, or
+    (``rule="synthesis"``) 'categorical' for integer columns of at most
+    ``FEW_VALUES`` values and 'quantile' for the others."""
+    chosen = {}
+    for column in data.columns:
+        if column in labels:
+            continue
+        values = data[column].dropna()
+        few = values.nunique() <= FEW_VALUES and (values == values.round()).all()
+        chosen[column] = "categorical" if rule == "synthesis" and few else "quantile"
+    return chosen
 
 
 def run_method(method, train, held_out, labels, args):
@@ -455,7 +479,7 @@ def run_method(method, train, held_out, labels, args):
     """
     n_rows = len(train)
     if method == "real":
-        return held_out, None, None
+        return held_out, None, None, None
     data = method_input(method, train, labels, args.adult_missing)
     # The first fit in a process pays one-off costs, which a one-epoch fit pays
     # outside the timing. 1,000 rows: ctgan transforms 500 rows or more in a joblib
@@ -467,10 +491,11 @@ def run_method(method, train, held_out, labels, args):
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     if method in ("skvae", "skvae-synth"):
-        rows = model.sample(n_rows, random_state=args.seed)
+        options = args.synth_sample if method == "skvae-synth" else {}
+        rows = model.sample(n_rows, random_state=args.seed, **options)
     else:
         rows = model.sample(n_rows)
-    return rows, fit_s, time.perf_counter() - start
+    return rows, fit_s, time.perf_counter() - start, model
 
 
 def missing_package(method):
@@ -482,7 +507,7 @@ def missing_package(method):
 
 def measure(name, method, train, held_out, labels, held_out_distances, args):
     """Every metric of one method on one table, as a dict."""
-    rows, fit_s, sample_s = run_method(method, train, held_out, labels, args)
+    rows, fit_s, sample_s, model = run_method(method, train, held_out, labels, args)
     real = canonical(train, train)
     fake = canonical(rows, train)
     result = {
@@ -506,7 +531,68 @@ def measure(name, method, train, held_out, labels, held_out_distances, args):
         )
     fake_distances = closest_distances(real, fake, labels, args.seed)
     result["dcr_ratio"] = dcr_ratio(fake_distances, held_out_distances)
+    if args.conditional and name == "adult" and method.startswith("skvae"):
+        result["conditional"] = [
+            conditional_result(model, train, labels, given, args.seed)
+            for given in CONDITIONS
+        ]
     return result
+
+
+def meets(frame, given):
+    """The rows of ``frame`` that meet ``given`` (values and (low, high) ranges)."""
+    keep = np.ones(len(frame), dtype=bool)
+    for column, value in given.items():
+        if isinstance(value, tuple):
+            keep &= frame[column].between(*value).to_numpy()
+        else:
+            keep &= (frame[column] == value).to_numpy()
+    return frame[keep]
+
+
+def conditional_result(model, train, labels, given, seed):
+    """sample(given=...) against the training rows that meet ``given``."""
+    import warnings
+
+    real = meets(canonical(train, train), given)
+    n_rows = min(max(len(real), 500), 5000)
+    out = {"given": given, "share": len(real) / len(train), "warning": ""}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows, out["ess"] = model.sample(
+                n_rows, random_state=seed, given=given, return_ess=True
+            )
+        except ValueError as error:
+            out["refused"] = str(error)
+            return out
+    out["warning"] = "; ".join(str(w.message)[:60] for w in caught)
+    fake = canonical(rows, train)
+    out["held"] = len(meets(fake, given)) / len(fake)
+    out["shape"] = shape_score(real, fake, labels)
+    return out
+
+
+def print_conditional(results):
+    """One table per skvae method of its conditional samples."""
+    for r in results:
+        if "conditional" not in r:
+            continue
+        print(f"\n{r['method']}, sample(given=...) on {r['table']}:\n")
+        print("| given | share of training rows | rows meeting it | shape | ESS |")
+        print("|---|---|---|---|---|")
+        for c in r["conditional"]:
+            if "refused" in c:
+                print(
+                    f"| {c['given']} | {c['share']:.4f} | refused: "
+                    f"{c['refused'][:80]} | | |"
+                )
+                continue
+            note = f" (warned: {c['warning']})" if c["warning"] else ""
+            print(
+                f"| {c['given']} | {c['share']:.4f} | {c['held']:.3f} | "
+                f"{c['shape']:.3f} | {c['ess']:.0f}{note} |"
+            )
 
 
 # --- output -----------------------------------------------------------------
@@ -568,6 +654,7 @@ def print_table(name, train, held_out, methods, args):
         notes.append("real's ML efficacy: trained on the training rows")
     for note in notes:
         print(f"\n{note}")
+    print_conditional(results)
     return results
 
 
@@ -583,14 +670,26 @@ def main(argv=None):
     parser.add_argument(
         "--synth-params", type=json.loads, default={"beta": 0.01, "n_components": 32}
     )
+    parser.add_argument(
+        "--synth-sample",
+        type=json.loads,
+        default={"noise": False},
+        help="keyword arguments of skvae-synth's sample call",
+    )
     parser.add_argument("--tvae-epochs", type=int, default=None)
     parser.add_argument("--ctgan-epochs", type=int, default=25)
     parser.add_argument(
         "--numbers",
-        choices=["auto", "quantile"],
+        choices=["auto", "quantile", "synthesis"],
         default="auto",
         help="skvae's likelihood for number columns: 'quantile' sets every one "
-        "to the normal-score Gaussian",
+        "to the normal-score Gaussian; 'synthesis' integer columns of at most "
+        "128 values to 'categorical', the others to 'quantile'",
+    )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="also measure skvae's sample(given=...) on adult",
     )
     parser.add_argument("--adult-missing", choices=["label", "nan"], default="label")
     args = parser.parse_args(argv)

@@ -251,3 +251,31 @@ def test_synthesis_prints_a_row_per_method(capsys):
     assert [row["method"] for row in rows] == ["real", "skvae"]
     out = capsys.readouterr().out
     assert "| real |" in out and "| skvae |" in out
+
+
+def test_synthesis_number_rule_and_conditional_rows():
+    synthesis = load("synthesis")
+    table = toy_table(400, 0)
+    labels = synthesis.label_columns(table)
+    # n holds few integers: a label under the synthesis rule; x, y do not.
+    assert synthesis.number_likelihoods(table, labels, "synthesis") == {
+        "x": "quantile",
+        "y": "quantile",
+        "n": "categorical",
+    }
+    assert set(synthesis.number_likelihoods(table, labels, "quantile").values()) == {
+        "quantile"
+    }
+    real = synthesis.canonical(table, table)
+    given = {"colour": "red", "x": (0.5, 2.0)}
+    met = synthesis.meets(real, given)
+    assert len(met) and (met["colour"] == "red").all() and met["x"].min() >= 0.5
+    from skvae import VAETransformer
+
+    vae = VAETransformer(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    with pytest.warns(Warning):  # a 5-epoch fit does not converge
+        vae.fit(table.fillna({"size": "?"}))
+    result = synthesis.conditional_result(vae, table, labels, given, 0)
+    assert result["held"] == 1.0 and 0.0 < result["shape"] <= 1.0
+    refused = synthesis.conditional_result(vae, table, labels, {"colour": "x"}, 0)
+    assert "not a value the column held" in refused["refused"]

@@ -27,6 +27,8 @@ BELOW_THE_MODEL = [
     "_progress",
     "_onnx",
     "_mixture",
+    "_marginals",
+    "_conditional",
 ]
 MODEL_AND_BELOW = ["_model", *BELOW_THE_MODEL]
 
