@@ -273,7 +273,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         from CUDA graphs.
     sampling : {"mixture", "prior"}, default="mixture"
         Where :meth:`sample` draws its latent codes from. ``"mixture"``: a
-        mixture of 10 full-covariance Gaussians fitted, at the end of each
+        mixture of full-covariance Gaussians (10, and one per 1,000 training
+        rows on larger tables, at most 30) fitted, at the end of each
         training call, to one draw of z ~ q(z|x) for each training row (up to
         10,000 of them): the aggregate posterior, where the decoder has seen
         codes. ``"prior"``: the prior N(0, I) of the textbook VAE, which a

@@ -72,11 +72,23 @@ __all__ = [
 
 MAX_SEED = np.iinfo(np.int32).max
 
-# The latent density that ``draw`` samples from: a mixture of this many
-# Gaussians, fitted at the end of each training call to one draw of z ~ q(z|x)
-# for each of up to MIXTURE_ROWS training rows (a random subset beyond).
+# The latent density that ``draw`` samples from: a mixture of Gaussians, fitted
+# at the end of each training call to one draw of z ~ q(z|x) for each of up to
+# MIXTURE_ROWS training rows (a random subset beyond). MIXTURE_COMPONENTS of
+# them, one per MIXTURE_ROWS_PER_COMPONENT training rows on larger tables, at
+# most MAX_MIXTURE_COMPONENTS: on Adult (32,561 rows) 30 rather than 10 raised
+# the detection score of sample's rows from 0.710 to 0.726, on diamonds
+# (26,970, beta 0.01, rows at the mean) from 0.425 to 0.453, for 1-3 s of EM.
 MIXTURE_COMPONENTS = 10
+MIXTURE_ROWS_PER_COMPONENT = 1000
+MAX_MIXTURE_COMPONENTS = 30
 MIXTURE_ROWS = 10_000
+
+
+def mixture_components(n_rows):
+    """Components of the sampling mixture of a training call on ``n_rows``."""
+    per_rows = n_rows // MIXTURE_ROWS_PER_COMPONENT
+    return int(min(max(MIXTURE_COMPONENTS, per_rows), MAX_MIXTURE_COMPONENTS))
 
 # Up to this many rows are encoded on the CPU with numpy rather than torch: for
 # a few rows torch's per-operation overhead dominates (see NumpyMLP).
@@ -629,6 +641,7 @@ class TableModel:
         z ~ q(z|x) for (up to ``MIXTURE_ROWS`` of) the ``rows`` of `X`."""
         seed = np.random.SeedSequence([self.train_seed, self.epochs, 1])
         rng = np.random.RandomState(seed.generate_state(1)[0])
+        n_rows = X.shape[0] if rows is None else len(rows)
         part = _mixture_rows(X, rows, rng)
         mu, std = self._encode_in_torch(part, "missing", True)
         codes = mu + std * rng.standard_normal(mu.shape).astype(np.float32)
@@ -636,7 +649,9 @@ class TableModel:
         if not len(codes):
             self.mixture = None
             return
-        self.mixture = fit_mixture(codes, MIXTURE_COMPONENTS, rng.randint(MAX_SEED))
+        self.mixture = fit_mixture(
+            codes, mixture_components(n_rows), rng.randint(MAX_SEED)
+        )
 
     def _decode(self, Z, draw, dtype):
         """Decode codes to the mean of p(x|z), or to a draw when given a generator."""

@@ -205,6 +205,30 @@ def test_numeric_arrays(X):
     check_every_method(vae, X, *X.shape)
 
 
+@FUZZ
+@given(X=number_arrays(), noise=st.booleans(), span=st.sampled_from([0.0, 1.0, 1e6]))
+def test_quantile_columns_and_conditions(X, noise, span):
+    # Every column through a normal-score map, then rows given the first
+    # column's first observed value, or a range around it.
+    vae = VAETransformer(**FAST, likelihood="quantile")
+    fitted, error = attempt(vae.fit, X)
+    if error is not None:
+        assert not hasattr(vae, "module_")
+        assert_names_its_fault(error, list(range(X.shape[1])))
+        return
+    check_every_method(vae, X, *X.shape)
+    first = np.asarray(X[:, 0], dtype=np.float64)
+    value = float(first[np.isfinite(first)][0])
+    given = {0: value if span == 0.0 else (value - span, value + span)}
+    drawn, error = attempt(vae.sample, 4, random_state=0, given=given, noise=noise)
+    if error is not None:
+        assert_names_its_fault(error, [0], ["given"])
+        return
+    assert_finite_table(drawn, 4, X.shape[1])
+    low, high = (value, value) if span == 0.0 else given[0]
+    assert (drawn[:, 0] >= low).all() and (drawn[:, 0] <= high).all()
+
+
 # ---------------------------------------------------------------- frames
 
 LABELS = st.text(

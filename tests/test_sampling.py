@@ -234,3 +234,18 @@ def test_without_noise_rows_are_the_decoders_means(people):
     assert spread(means) < 0.5 * spread(drawn)
     _, ess = vae.sample(7, random_state=0, return_ess=True)
     assert ess == 7.0
+
+
+def test_the_mixture_grows_with_the_training_rows():
+    from skvae._model import mixture_components
+
+    assert [mixture_components(n) for n in (50, 10_000, 20_500, 10**7)] == [
+        10,
+        10,
+        20,
+        30,
+    ]
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((12_000, 3))
+    vae = fitted(X, max_iter=1)
+    assert len(vae._model.mixture.weights) == 12
