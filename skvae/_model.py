@@ -90,6 +90,7 @@ def mixture_components(n_rows):
     per_rows = n_rows // MIXTURE_ROWS_PER_COMPONENT
     return int(min(max(MIXTURE_COMPONENTS, per_rows), MAX_MIXTURE_COMPONENTS))
 
+
 # Up to this many rows are encoded on the CPU with numpy rather than torch: for
 # a few rows torch's per-operation overhead dominates (see NumpyMLP).
 NUMPY_PATH_MAX_ROWS = 16
