@@ -249,3 +249,11 @@ def test_the_mixture_grows_with_the_training_rows():
     X = rng.standard_normal((12_000, 3))
     vae = fitted(X, max_iter=1)
     assert len(vae._model.mixture.weights) == 12
+
+
+def test_conditions_work_with_the_prior_too(people):
+    table, _ = people
+    vae = fitted(table, max_iter=60, sampling="prior")
+    rows, ess = vae.sample(200, random_state=0, given={"sex": "F"}, return_ess=True)
+    assert (rows["sex"] == "F").all() and ess > 30
+    assert abs(rows["income"].mean() - 1.0) < 0.3
