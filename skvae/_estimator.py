@@ -53,7 +53,13 @@ _STATE_FORMAT = 1
 
 # Parameters added after models were first saved, with the value that gives a
 # model saved before them its old behaviour.
-_ADDED_PARAMETERS = {"input_noise": 0.0, "precision": "float32", "sampling": "prior"}
+_ADDED_PARAMETERS = {
+    "input_noise": 0.0,
+    "precision": "float32",
+    "sampling": "prior",
+    "neighbor_weight": 0.0,
+    "perplexity": 5.0,
+}
 
 
 # ``sample(given=...)`` warns when its rows come from fewer effective codes than
@@ -256,6 +262,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         as they are; ``loss_curve_`` and ``history_`` record the objective
         trained on, that of the noisy encoder inputs. Only Gaussian columns
         get noise (a table without any gets a warning).
+    neighbor_weight : float, default=0.0
+        Weight of a neighbour-preserving term added to the negative ELBO in
+        training: the t-SNE divergence KL(P || Q) between the affinities of
+        each minibatch's rows (as the encoder reads them: Gaussian kernels of
+        ``perplexity``) and those of their latent means (a Student t kernel),
+        as in parametric t-SNE and scvis. It makes the codes keep the rows'
+        neighbourhoods, for maps. The likelihood and every method stay those
+        of the VAE. ``loss_curve_`` and ``history_`` record the objective
+        trained on: the term is counted in the reconstruction column. 0 turns
+        it off.
+    perplexity : float, default=5.0
+        The effective number of neighbours of each row in the term's input
+        affinities, within its minibatch (at most a third of the batch). A
+        batch of 128 holds a tenth of the digits' training rows, so 5 in a
+        batch is about 50 in the table; 10 kept the digits' classes apart less
+        well (held-out 5-NN 0.867 against 0.883 at weight 256).
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps. ``"bfloat16"`` trains in mixed
         precision: the networks' matrix products (and the output projection of
@@ -435,6 +457,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ],
         "warmup_epochs": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "input_noise": [Interval(Real, 0, None, closed="left")],
+        "neighbor_weight": [Interval(Real, 0, None, closed="left")],
+        "perplexity": [Interval(Real, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16"})],
         "sampling": [StrOptions({"mixture", "prior"})],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
@@ -463,6 +487,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n_iter_no_change="auto",
         warmup_epochs="auto",
         input_noise=0.0,
+        neighbor_weight=0.0,
+        perplexity=5.0,
         precision="float32",
         sampling="mixture",
         n_importance_samples=16,
@@ -487,6 +513,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.n_iter_no_change = n_iter_no_change
         self.warmup_epochs = warmup_epochs
         self.input_noise = input_noise
+        self.neighbor_weight = neighbor_weight
+        self.perplexity = perplexity
         self.precision = precision
         self.sampling = sampling
         self.n_importance_samples = n_importance_samples

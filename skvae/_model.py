@@ -50,6 +50,7 @@ from ._schema import (
     with_dtypes,
 )
 from ._training import (
+    Neighbors,
     NonFiniteLossError,
     TrainingConfig,
     conditional_mean,
@@ -116,6 +117,8 @@ class FitSettings:
     n_iter_no_change: object
     warmup_epochs: object
     input_noise: float
+    neighbor_weight: float
+    perplexity: float
     precision: str
     n_importance_samples: int
     verbose: int
@@ -414,6 +417,9 @@ class TableModel:
             warmup_epochs=plan.warmup_epochs,
             early_stopping=early_stopping,
             input_noise=self._effective_input_noise(settings.input_noise),
+            neighbors=Neighbors(settings.neighbor_weight, settings.perplexity)
+            if settings.neighbor_weight > 0
+            else None,
             precision=checked_precision(settings.precision, device),
             learning_rate=settings.learning_rate_init,
             learning_rate_schedule="constant"

@@ -16,6 +16,7 @@ import torch
 from ._data import BlockedRows, as_model_data, as_training_rows
 from ._graphs import GraphedStep, wants_graphs
 from ._likelihoods import _LOG_2PI
+from ._neighbors import input_affinities, tsne_divergence
 
 
 class NonFiniteLossError(ValueError):
@@ -232,6 +233,7 @@ class TrainingConfig:
     learning_rate_schedule: str = "constant"  # or "step"
     input_noise: float = 0.0  # sd of the noise the encoder reads (denoising)
     precision: str = "float32"  # or "bfloat16": the steps' matrix products
+    neighbors: object = None  # a ``Neighbors``: the in-batch t-SNE term
 
 
 @dataclass
@@ -336,13 +338,16 @@ def corrupt_inputs(x, n_gaussian, noise_sd, generator):
     return targets
 
 
-def minibatch_loss(model, x, noise, beta, encoder_input=None):
-    """The loss a step minimises on ``x``: the mean of -E_q[log p(x|z)] + beta KL.
+def minibatch_loss(model, x, noise, beta, encoder_input=None, neighbors=None):
+    """The loss a step minimises on ``x``: the mean of -E_q[log p(x|z)] + beta KL,
+    plus ``neighbors`` (``Neighbors``) the in-batch t-SNE term when given.
 
     ``beta`` is a number or a device scalar (the CUDA graphs' input). Returns the
     loss and, detached, the batch sums of the reconstruction term and of the KL
     term, in that order.
     """
+    if neighbors is not None:
+        return _loss_with_neighbors(model, x, noise, beta, encoder_input, neighbors)
     log_lik, kl = elbo_terms(model, x, noise, encoder_input)
     # Every operation here runs once a step: skip the multiply when it is a no-op.
     weighted_kl = kl if not torch.is_tensor(beta) and beta == 1.0 else beta * kl
@@ -350,7 +355,35 @@ def minibatch_loss(model, x, noise, beta, encoder_input=None):
     return loss, torch.stack((-log_lik.detach(), kl.detach())).sum(dim=1)
 
 
-def train_step(model, optimizer, x, noise, beta, encoder_input=None, autocast=None):
+@dataclass(frozen=True)
+class Neighbors:
+    """The neighbour-preserving term's weight and perplexity (``_neighbors``)."""
+
+    weight: float
+    perplexity: float
+
+
+def _loss_with_neighbors(model, x, noise, beta, encoder_input, neighbors):
+    x = as_model_data(x)
+    mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise, encoder_input)
+    log_lik = log_lik.mean(dim=0)
+    kl = gaussian_kl(mu, log_var)
+    reader = model.encoder.reader
+    inputs = x.targets if reader is None else reader(x.targets, x.observed)
+    divergence = tsne_divergence(
+        input_affinities(inputs, neighbors.perplexity), mu.float()
+    )
+    term = neighbors.weight * divergence
+    loss = (beta * kl - log_lik).mean() + term
+    # The records follow the objective trained on (the stopping rules read
+    # them): the term joins the reconstruction's batch sum, per row.
+    fitted = -log_lik.detach() + term.detach()
+    return loss, torch.stack((fitted, kl.detach())).sum(dim=1)
+
+
+def train_step(
+    model, optimizer, x, noise, beta, encoder_input=None, autocast=None, neighbors=None
+):
     """One Adam step on ``x`` (the encoder reading ``encoder_input`` if given).
 
     ``autocast`` (a device type) runs the forward pass in bfloat16 mixed
@@ -369,14 +402,20 @@ def train_step(model, optimizer, x, noise, beta, encoder_input=None, autocast=No
         else contextlib.nullcontext()
     )
     with mixed:
-        loss, sums = minibatch_loss(model, x, noise, beta, encoder_input)
+        loss, sums = minibatch_loss(model, x, noise, beta, encoder_input, neighbors)
     loss.backward()
     optimizer.step()
     return sums
 
 
 def make_step(
-    model, optimizer, batch_size, n_steps, threaded_reads=False, precision="float32"
+    model,
+    optimizer,
+    batch_size,
+    n_steps,
+    threaded_reads=False,
+    precision="float32",
+    neighbors=None,
 ):
     """The step function of a training call: ``train_step``, or on a GPU, for a
     call long enough to pay for the capture and with ``SKVAE_CUDA_GRAPHS=1``,
@@ -387,7 +426,9 @@ def make_step(
     products of large batches take a third to a half of their float32 time."""
     device = next(model.parameters()).device
     if precision == "bfloat16":
-        return functools.partial(train_step, autocast=device.type)
+        return functools.partial(train_step, autocast=device.type, neighbors=neighbors)
+    if neighbors is not None:  # (never graphed: the graphs record the ELBO)
+        return functools.partial(train_step, neighbors=neighbors)
     if wants_graphs(device, n_steps, threaded_reads):
         return GraphedStep(model, optimizer, batch_size, minibatch_loss, train_step)
     return train_step
@@ -538,6 +579,7 @@ def train(model, optimizer, X, config, generator, X_val=None, first_epoch=0, log
         # A dask array's next block is read (and moved) in a thread.
         threaded_reads=isinstance(X, BlockedRows),
         precision=config.precision,
+        neighbors=config.neighbors,
     )
     model.train()
     try:

@@ -29,6 +29,7 @@ BELOW_THE_MODEL = [
     "_mixture",
     "_marginals",
     "_conditional",
+    "_neighbors",
 ]
 MODEL_AND_BELOW = ["_model", *BELOW_THE_MODEL]
 

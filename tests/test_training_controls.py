@@ -641,3 +641,49 @@ def test_bfloat16_is_refused_on_a_gpu_without_it(monkeypatch):
 def test_precision_must_be_a_known_one(X_small):
     with pytest.raises(ValueError, match="precision"):
         make(precision="float16").fit(X_small)
+
+
+# ------------------------------------------------------- the neighbour term
+
+
+def test_the_neighbor_term_keeps_neighbourhoods_better():
+    # On 600 digits, a 2-D code trained with the term keeps each row's input
+    # neighbours as its latent ones more often than the same fit without it.
+    from sklearn.datasets import load_digits
+    from sklearn.manifold import trustworthiness
+
+    X = load_digits().data[:600]
+    X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-9)
+    scores = {}
+    for weight in (0.0, 64.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vae = VAETransformer(
+                n_components=2,
+                hidden_layer_sizes=(64,),
+                max_iter=40,
+                neighbor_weight=weight,
+                random_state=0,
+            ).fit(X)
+        scores[weight] = trustworthiness(X, vae.transform(X), n_neighbors=5)
+    assert scores[64.0] > scores[0.0] + 0.01, scores
+
+
+def test_the_in_batch_affinities_have_the_asked_perplexity():
+    from skvae._neighbors import (
+        conditional_affinities,
+        input_affinities,
+        tsne_divergence,
+    )
+
+    rows = torch.randn(90, 5, generator=torch.Generator().manual_seed(0))
+    conditional = conditional_affinities(rows, perplexity=7.0)
+    entropy = -(conditional * torch.log(conditional.clamp_min(1e-30))).sum(dim=1)
+    np.testing.assert_allclose(entropy.numpy(), np.log(7.0), atol=1e-3)
+    assert float(conditional.diagonal().max()) == 0.0
+    p = input_affinities(rows, perplexity=7.0)
+    assert torch.allclose(p, p.T) and abs(float(p.sum()) - 1.0) < 1e-5
+    # A layout that keeps the neighbours diverges less than one that does not.
+    kept = tsne_divergence(p, rows[:, :2] * 3)
+    lost = tsne_divergence(p, torch.randn(90, 2))
+    assert float(kept) < float(lost)
