@@ -279,3 +279,11 @@ def test_synthesis_number_rule_and_conditional_rows():
     assert result["held"] == 1.0 and 0.0 < result["shape"] <= 1.0
     refused = synthesis.conditional_result(vae, table, labels, {"colour": "x"}, 0)
     assert "not a value the column held" in refused["refused"]
+
+
+def test_maps_prints_a_row_per_method(capsys):
+    maps = load("maps")
+    rows = maps.main(["--seeds", "0", "--setting", '{"max_iter": 2}'])
+    assert [r["method"] for r in rows][-1] == "skvae"
+    assert rows[0]["method"] == "PCA" and 0.0 < rows[0]["5-NN"] <= 1.0
+    assert '| skvae | {"max_iter": 2} |' in capsys.readouterr().out
