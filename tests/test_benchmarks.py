@@ -287,3 +287,10 @@ def test_maps_prints_a_row_per_method(capsys):
     assert [r["method"] for r in rows][-1] == "skvae"
     assert rows[0]["method"] == "PCA" and 0.0 < rows[0]["5-NN"] <= 1.0
     assert '| skvae | {"max_iter": 2} |' in capsys.readouterr().out
+
+
+def test_maps_reads_mnist1d_generated_offline():
+    # mnist1d is a benchmarks extra that CI does not install.
+    pytest.importorskip("mnist1d", reason="mnist1d is a benchmarks extra")
+    X, y = load("maps").load_mnist1d()
+    assert X.shape == (10_000, 40) and set(np.unique(y)) == set(range(10))
