@@ -68,6 +68,8 @@ def conditional_affinities(inputs, perplexity):
 def tsne_divergence(affinities, means):
     """KL(P || Q) of the batch, Q the Student t affinities of the latent means."""
     n, d = means.shape
+    if n < 2:  # a one-row batch (the last of an epoch) has no pairs
+        return means.sum() * 0.0
     dof = max(d - 1, 1)
     squared = torch.cdist(means, means).pow(2) * LATENT_SCALE**2
     log_kernel = -(dof + 1) / 2 * torch.log1p(squared / dof)

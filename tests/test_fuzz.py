@@ -468,6 +468,8 @@ def parameters(draw):
         n_iter_no_change=draw(st.one_of(st.just("auto"), st.integers(1, 3))),
         warmup_epochs=draw(st.one_of(st.just("auto"), st.sampled_from([0, 0.5, 5]))),
         input_noise=draw(st.sampled_from([0.0, 0.25, 1e3])),
+        neighbor_weight=draw(st.sampled_from([0.0, 64.0, 1e6])),
+        perplexity=draw(st.sampled_from([1.0, 5.0, 1e3])),
         precision=draw(st.sampled_from(["float32", "bfloat16"])),
         sampling=draw(st.sampled_from(["mixture", "prior"])),
         n_importance_samples=draw(st.integers(1, 64)),
