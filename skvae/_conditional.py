@@ -118,12 +118,12 @@ def resample_codes(module, sampling, conditions, n_columns, n_samples, generator
     return z[chosen], ess, log_probability
 
 
-def meet_conditions(module, values, z, conditions, noise, generator):
-    """``values`` (draws or means of p(x|z), the data's layout) with the given
-    columns set: a value to itself, a range to a draw of the Gaussian of its
-    scores truncated to the range (its mean clamped into it without noise)."""
+def meet_conditions(module, values, params, conditions, noise, generator):
+    """``values`` (draws or means of p(x|z), the data's layout; ``params`` the
+    decoder's output they came from) with the given columns set: a value to
+    itself, a range to a draw of the Gaussian of its scores truncated to the
+    range (its mean clamped into it without noise)."""
     ranges = [c for c in conditions if not c.is_value]
-    params = module.decode(z) if ranges else None
     sd = module.likelihood.blocks[0].variance().sqrt() if ranges else None
     for c in conditions:
         if c.is_value:

@@ -276,8 +276,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         The effective number of neighbours of each row in the term's input
         affinities, within its minibatch (at most a third of the batch). A
         batch of 128 holds a tenth of the digits' training rows, so 5 in a
-        batch is about 50 in the table; 10 kept the digits' classes apart less
-        well (held-out 5-NN 0.867 against 0.883 at weight 256).
+        batch is about 50 in the table. 5 was chosen on the digits; the
+        settings tried are in ``benchmarks/README.md``, "Maps".
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps. ``"bfloat16"`` trains in mixed
         precision: the networks' matrix products (and the output projection of

@@ -41,10 +41,7 @@ class GaussianMixture:
     def log_prob(self, codes):
         """The mixture's log-density at each code."""
         per_component = _component_log_prob(np.asarray(codes, np.float64), self)
-        top = per_component.max(axis=1, keepdims=True)
-        return (top + np.log(np.exp(per_component - top).sum(axis=1, keepdims=True)))[
-            :, 0
-        ]
+        return np.logaddexp.reduce(per_component, axis=1)
 
     def state(self):
         """Plain arrays, for a saved model."""

@@ -608,7 +608,9 @@ class TableModel:
                 if noise
                 else likelihood.to_values(likelihood.mean(params))
             )
-            values = meet_conditions(self.module, values, z, conditions, noise, x_draws)
+            values = meet_conditions(
+                self.module, values, params, conditions, noise, x_draws
+            )
         values = values.cpu().numpy()
         self._refuse_non_finite(values, "sample", codes=z.cpu().numpy())
         table = self.schema.decode(values, np.float64)

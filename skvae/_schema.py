@@ -1036,8 +1036,9 @@ class TableSchema:
                 f"{names[:20]}."
             )
         position = {j: k for k, j in enumerate(self.order)}
+        columns = {key: names.index(key) for key in given}
         return [
-            self._condition(position[names.index(key)], names.index(key), value)
+            self._condition(position[columns[key]], columns[key], value)
             for key, value in given.items()
         ]
 

@@ -82,10 +82,16 @@ def elbo_terms(model, x, noise, encoder_input=None):
     z = mu + sigma * noise so that gradients reach the encoder. With
     ``encoder_input``, q is that of the corrupted rows (a denoising VAE).
     """
+    _, log_lik, kl = _elbo_parts(model, x, noise, encoder_input)
+    return log_lik, kl
+
+
+def _elbo_parts(model, x, noise, encoder_input=None):
+    """``elbo_terms`` with the latent means in front: (mu, log_lik, kl)."""
     mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise, encoder_input)
     # One draw (training): a view, cheaper than a mean in the backward pass too.
     log_lik = log_lik.squeeze(0) if log_lik.shape[0] == 1 else log_lik.mean(dim=0)
-    return log_lik, gaussian_kl(mu, log_var)
+    return mu, log_lik, gaussian_kl(mu, log_var)
 
 
 def importance_weighted_bound(model, x, noise):
@@ -365,9 +371,7 @@ class Neighbors:
 
 def _loss_with_neighbors(model, x, noise, beta, encoder_input, neighbors):
     x = as_model_data(x)
-    mu, log_var, _, log_lik, _ = _decode_draws(model, x, noise, encoder_input)
-    log_lik = log_lik.mean(dim=0)
-    kl = gaussian_kl(mu, log_var)
+    mu, log_lik, kl = _elbo_parts(model, x, noise, encoder_input)
     reader = model.encoder.reader
     inputs = x.targets if reader is None else reader(x.targets, x.observed)
     divergence = tsne_divergence(

@@ -257,3 +257,14 @@ def test_conditions_work_with_the_prior_too(people):
     rows, ess = vae.sample(200, random_state=0, given={"sex": "F"}, return_ess=True)
     assert (rows["sex"] == "F").all() and ess > 30
     assert abs(rows["income"].mean() - 1.0) < 0.3
+
+
+def test_a_range_columns_values_follow_the_models_own_conditional(people):
+    # The range column is drawn from the decoder's Gaussian truncated to the
+    # range: its values spread within it as the model's own rows that meet it.
+    _, vae = people
+    rows = vae.sample(2000, random_state=0, given={"income": (0.5, 1.5)})
+    drawn = vae.sample(20_000, random_state=1)
+    met = drawn[drawn["income"].between(0.5, 1.5)]
+    assert abs(rows["income"].mean() - met["income"].mean()) < 0.05
+    assert abs(rows["income"].std() - met["income"].std()) < 0.05
