@@ -39,6 +39,7 @@ from ._data import (
 from ._mixture import GaussianMixture, fit_mixture
 from ._networks import ACTIVATIONS, NumpyMLP, build_vae
 from ._onnx import export as onnx_export
+from ._placement import MapReference, place, reference_rows
 from ._progress import ProgressBar
 from ._resources import check_fits as check_memory
 from ._resources import check_output_fits
@@ -119,6 +120,7 @@ class FitSettings:
     input_noise: float
     neighbor_weight: float
     perplexity: float
+    placement: str
     precision: str
     n_importance_samples: int
     verbose: int
@@ -328,6 +330,7 @@ class TableModel:
         epochs=0,
         chunk_warmup_epochs=None,
         mixture=None,
+        reference=None,
     ):
         self.schema = schema
         self.module = module
@@ -337,6 +340,7 @@ class TableModel:
         self.epochs = epochs
         self.chunk_warmup_epochs = chunk_warmup_epochs
         self.mixture = mixture
+        self.reference = reference
         self._numpy_encoder = None
 
     @classmethod
@@ -390,6 +394,7 @@ class TableModel:
             self.epochs,
             self.chunk_warmup_epochs,
             self.mixture,  # never changed: a training call fits a new one
+            self.reference,  # likewise
         )
 
     @property
@@ -518,12 +523,20 @@ class TableModel:
         they are and are checked there, batch by batch (``encode_rows``)."""
         return standardises_on_device(self.schema, X, self.device)
 
-    def encode(self, X, handle_unknown, return_std=False):
+    def encode(self, X, handle_unknown, return_std=False, placement=None):
         """The posterior means of the rows of `X` (and their standard
-        deviations), in the dtype of `X` (float64 for a DataFrame)."""
+        deviations), in the dtype of `X` (float64 for a DataFrame); with
+        ``placement`` (the perplexity of ``placement="neighbors"``), the means
+        placed against the training codes instead (``skvae._placement``)."""
         dtype = (
             X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
         )
+        if placement is not None:
+            results = self._place(X, handle_unknown, return_std, placement)
+            for result in results:
+                self._refuse_non_finite(result, "transform", X)
+            results = [result.astype(dtype, copy=False) for result in results]
+            return tuple(results) if return_std else results[0]
         if sparse.issparse(X) and X.shape[0] <= NUMPY_PATH_MAX_ROWS:
             X = X.toarray()  # a few rows: the numpy path below
         if (
@@ -559,6 +572,56 @@ class TableModel:
             self._batches_of(X, handle_unknown),
             inference_batch_rows(self.module, self.device, input_width=_dense_width(X)),
         )
+
+    def _place(self, X, handle_unknown, return_std, perplexity):
+        device = self.device
+        reference = (
+            torch.from_numpy(self.reference.inputs).to(device),
+            torch.from_numpy(self.reference.codes).to(device),
+        )
+
+        def encode(data):
+            inputs = self._encoder_inputs(data)
+            mu, log_var = self.module.encoder(data.targets, data.observed)
+            codes = place(inputs, mu, reference, perplexity)
+            return (codes, torch.exp(0.5 * log_var)) if return_std else codes
+
+        return map_batches(
+            encode,
+            X.shape[0],
+            self._batches_of(X, handle_unknown),
+            inference_batch_rows(self.module, device, input_width=_dense_width(X)),
+        )
+
+    def _encoder_inputs(self, data):
+        """The rows of ``data`` as the encoder's first layer reads them."""
+        reader = self.module.encoder.reader
+        if reader is None:
+            return data.targets
+        return reader(data.targets, data.observed)
+
+    def fit_reference(self, X, rows=None):
+        """Keep (up to ``reference_rows`` of) the ``rows`` of `X` (None: all),
+        as the encoder reads them, with their codes: what
+        ``placement="neighbors"`` places new rows against."""
+        seed = np.random.SeedSequence([self.train_seed, self.epochs, 2])
+        rng = np.random.RandomState(seed.generate_state(1)[0])
+        n_rows = X.shape[0] if rows is None else len(rows)
+        width = self.module.encoder.net[0].in_features
+        part = _sample_rows(X, rows, rng, reference_rows(n_rows, width))
+        inputs, codes = map_batches(
+            lambda data: (
+                self._encoder_inputs(data).float(),
+                self.module.encoder(data.targets, data.observed)[0].float(),
+            ),
+            part.shape[0],
+            self._batches_of(part, "missing"),
+            inference_batch_rows(self.module, self.device),
+        )
+        keep = np.isfinite(codes).all(axis=1) & np.isfinite(inputs).all(axis=1)
+        # Shuffled: placement normalises over the first rows, a random sample.
+        order = rng.permutation(np.flatnonzero(keep))
+        self.reference = MapReference(inputs[order], codes[order])
 
     def decode(self, Z, dtype):
         """The mean of p(x|z) for each code of `Z`, in the table's columns."""
@@ -651,7 +714,7 @@ class TableModel:
         seed = np.random.SeedSequence([self.train_seed, self.epochs, 1])
         rng = np.random.RandomState(seed.generate_state(1)[0])
         n_rows = X.shape[0] if rows is None else len(rows)
-        part = _mixture_rows(X, rows, rng)
+        part = _sample_rows(X, rows, rng, MIXTURE_ROWS)
         mu, std = self._encode_in_torch(part, "missing", True)
         codes = mu + std * rng.standard_normal(mu.shape).astype(np.float32)
         codes = codes[np.isfinite(codes).all(axis=1)]  # rows far out: left aside
@@ -838,6 +901,9 @@ class TableModel:
             "_architecture": self.architecture,
             "_chunk_warmup_epochs": self.chunk_warmup_epochs,
             "_sampling_mixture": None if self.mixture is None else self.mixture.state(),
+            "_map_reference": None
+            if self.reference is None
+            else self.reference.state(),
         }
 
     STATE_KEYS = (
@@ -848,6 +914,7 @@ class TableModel:
         "_architecture",
         "_chunk_warmup_epochs",
         "_sampling_mixture",
+        "_map_reference",
     )
 
     @classmethod
@@ -886,24 +953,25 @@ class TableModel:
             epochs,
             state.get("_chunk_warmup_epochs"),
             _mixture_from_state(state.get("_sampling_mixture")),
+            _reference_from_state(state.get("_map_reference")),
         )
 
 
-def _mixture_rows(X, rows, rng):
-    """Up to ``MIXTURE_ROWS`` of the ``rows`` of `X` (None: all), drawn at
+def _sample_rows(X, rows, rng, limit):
+    """Up to ``limit`` of the ``rows`` of `X` (None: all), drawn at
     random, as a table of `X`'s kind: a sparse matrix stays sparse, and of a
     dask array whole blocks are read, as few as give enough rows."""
     if is_blocked(X):
         blocks, n_rows = [], 0
         for b in rng.permutation(X.numblocks[0]):
-            if n_rows >= MIXTURE_ROWS:
+            if n_rows >= limit:
                 break
             blocks.append(np.asarray(X.blocks[int(b)].compute()))
             n_rows += len(blocks[-1])
         X, rows = np.concatenate(blocks), None
     rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
-    if len(rows) > MIXTURE_ROWS:
-        rows = np.sort(rng.choice(rows, MIXTURE_ROWS, replace=False))
+    if len(rows) > limit:
+        rows = np.sort(rng.choice(rows, limit, replace=False))
     return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
 
 
@@ -915,6 +983,10 @@ def _mixture_from_state(state):
     if not all(np.isfinite(a).all() for a in arrays):
         raise ValueError("the sampling mixture holds NaN or infinite values")
     return mixture
+
+
+def _reference_from_state(state):
+    return None if state is None else MapReference.from_state(state)
 
 
 def _split_validation(n_rows, validation_fraction, rng):
@@ -1013,4 +1085,7 @@ def _fit_model(model, X, settings, rng, incremental, columns, dtypes):
     )
     if outcome.records:  # (an interrupted first epoch leaves nothing to fit)
         model.fit_mixture(X, train_rows)
+        model.reference = None
+        if settings.placement == "neighbors":
+            model.fit_reference(X, train_rows)
     return model, outcome

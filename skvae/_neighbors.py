@@ -50,12 +50,24 @@ def conditional_affinities(inputs, perplexity):
     squared = torch.cdist(inputs, inputs).pow(2)
     squared = squared / squared.mean().clamp_min(1e-12)  # scale-free bisection
     self_pairs = torch.eye(n, dtype=torch.bool, device=inputs.device)
-    target = math.log(min(perplexity, max((n - 1) / 3.0, 1.0)))
-    low = torch.full((n, 1), -_LOG_RANGE, device=inputs.device)
-    high = torch.full((n, 1), _LOG_RANGE, device=inputs.device)
+    return perplexity_rows(
+        squared, min(perplexity, max((n - 1) / 3.0, 1.0)), excluded=self_pairs
+    )
+
+
+def perplexity_rows(squared, perplexity, excluded=None):
+    """Row i: the distribution exp(-beta_i d_ij) / sum over the row's squared
+    distances d_ij (a tensor (n, m); ``excluded`` pairs get 0), its precision
+    beta_i found by bisection so that its perplexity is ``perplexity``."""
+    n = squared.shape[0]
+    target = math.log(perplexity)
+    low = torch.full((n, 1), -_LOG_RANGE, device=squared.device)
+    high = torch.full((n, 1), _LOG_RANGE, device=squared.device)
     for _ in range(_BISECTION_STEPS):
         log_beta = (low + high) / 2
-        logits = (-torch.exp(log_beta) * squared).masked_fill(self_pairs, -math.inf)
+        logits = -torch.exp(log_beta) * squared
+        if excluded is not None:
+            logits = logits.masked_fill(excluded, -math.inf)
         conditional = torch.softmax(logits, dim=1)
         entropy = -(conditional * torch.log(conditional.clamp_min(1e-30))).sum(dim=1)
         # Entropy falls as the precision grows.

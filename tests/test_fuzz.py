@@ -470,6 +470,7 @@ def parameters(draw):
         input_noise=draw(st.sampled_from([0.0, 0.25, 1e3])),
         neighbor_weight=draw(st.sampled_from([0.0, 64.0, 1e6])),
         perplexity=draw(st.sampled_from([1.0, 5.0, 1e3])),
+        placement=draw(st.sampled_from(["encoder", "neighbors"])),
         precision=draw(st.sampled_from(["float32", "bfloat16"])),
         sampling=draw(st.sampled_from(["mixture", "prior"])),
         n_importance_samples=draw(st.integers(1, 64)),
