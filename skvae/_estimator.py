@@ -201,7 +201,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     learning_rate : {"step", "constant"}, default="step"
         Learning-rate schedule of :meth:`fit`. ``"step"`` trains at
         ``learning_rate_init`` for the first 70 % of the ``max_iter`` epochs of
-        each call, then at a quarter of it, so that the weights settle: lower
+        each call (of the epochs an automatic plan runs: it decides to run on
+        at the end of each full-rate epoch), then at a quarter of it, so that
+        the weights settle: lower
         reconstruction error in the same time. Training that stops earlier
         (``early_stopping``, or ``n_iter_no_change`` epochs without progress)
         may end before the step, and each ``warm_start`` call starts again at
@@ -215,12 +217,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the training data). ``"auto"``
         plans the budget from the number of training rows: 150 epochs up to
-        2,048 rows (1,500 steps on the digits' 1,257 rows); beyond, as many
-        epochs as see ``150 * 2048 * (n_rows / 2048) ** 0.4`` rows, at least 3
-        (15 epochs at 100,000 rows, 4 at a million), so that cost grows like
-        ``n_rows ** 0.4`` rather than ``150 * n_rows``. A fit that runs its
-        planned budget to the end raises no ``ConvergenceWarning`` (an explicit
-        int that is reached does). The plan is in ``training_plan_``. At most
+        2,048 rows (1,500 steps on the digits' 1,257 rows); beyond, at least
+        as many epochs as see ``150 * 2048 * (n_rows / 2048) ** 0.4`` rows, at
+        least 3 (15 epochs at 100,000 rows, 4 at a million), so that cost
+        grows like ``n_rows ** 0.4`` rather than ``150 * n_rows``; then on, to
+        4 times as many epochs (at most 150), while the loss still improves:
+        while its best fell, over the last quarter of the epochs, by at least
+        5 % of all it fell since the first. Small latent codes plateau early
+        and stay fast; larger ones converge (user guide, "Training budget"). A
+        fit that runs its planned budget to the end raises no
+        ``ConvergenceWarning`` (an explicit int that is reached does). The
+        plan is in ``training_plan_``. At most
         100,000, so that no value can make a fit run for days; train longer
         with ``partial_fit`` in a loop.
     tol : float, default=1e-4
@@ -275,7 +282,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         it off.
     perplexity : float, default=5.0
         The effective number of neighbours of each row in the term's input
-        affinities, within its minibatch (at most a third of the batch). A
+        affinities, within its minibatch (at most a third of the batch; of
+        batches larger than 256 rows, the term compares the first 256, so that
+        its cost stays small on big tables). A
         batch of 128 holds a tenth of the digits' training rows, so 5 in a
         batch is about 50 in the table. 5 was chosen on the digits; the
         settings tried are in ``benchmarks/README.md``, "Maps".
@@ -375,7 +384,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (time so far) and ``rows_per_second``.
     training_plan_ : dict
         The last training call's budget, "auto" values resolved:
-        ``batch_size``, ``max_iter`` (epochs), ``warmup_epochs``,
+        ``batch_size``, ``max_iter`` (the most epochs it could run),
+        ``min_iter`` (the size rule's epochs, which an automatic plan runs at
+        least; None for a fixed plan), ``warmup_epochs``,
         ``n_iter_no_change`` (the patience, in epochs; None after
         :meth:`partial_fit`, whose single epoch never waits), ``max_steps`` and
         ``max_samples``, and ``n_rows`` (the training rows); and
@@ -983,18 +994,25 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (['X'], ['Z'])
         """
         check_is_fitted(self)
-        if method not in ("transform", "inverse_transform"):
-            raise ValueError(
-                f"method must be 'transform' or 'inverse_transform', got {method!r}."
-            )
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be numpy.float32 or float64, got {dtype!r}.")
+        self._check_exportable(method, dtype)
         try:
             import onnx
         except ImportError as error:
             raise ImportError(
                 "to_onnx needs the onnx package: pip install skvae[onnx]"
             ) from error
+        model = self._model.to_onnx(method, np.dtype(dtype))
+        if path is not None:
+            onnx.save(model, path)
+        return model
+
+    def _check_exportable(self, method, dtype):
+        if method not in ("transform", "inverse_transform"):
+            raise ValueError(
+                f"method must be 'transform' or 'inverse_transform', got {method!r}."
+            )
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be numpy.float32 or float64, got {dtype!r}.")
         if method == "transform" and self.placement == "neighbors":
             raise ValueError(
                 "to_onnx exports the encoder's posterior means, but "
@@ -1002,10 +1020,6 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "which the graph cannot do. Set placement='encoder' (transform "
                 "then returns the means) before exporting."
             )
-        model = self._model.to_onnx(method, np.dtype(dtype))
-        if path is not None:
-            onnx.save(model, path)
-        return model
 
     # --------------------------------------------------- scikit-learn plumbing
 

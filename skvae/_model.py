@@ -153,7 +153,7 @@ class FitOutcome:
     """What one training call did, in the units of the caller's table."""
 
     records: list  # one dict per epoch (see VAETransformer.history_)
-    stop_reason: str  # "max_epochs", "converged" or "interrupted"
+    stop_reason: str  # "max_epochs", "plateau", "converged" or "interrupted"
     best_validation_score: float | None  # None without a validation split
     training_plan: dict  # the call's budget, "auto" values resolved
 
@@ -426,6 +426,7 @@ class TableModel:
             if settings.neighbor_weight > 0
             else None,
             precision=checked_precision(settings.precision, device),
+            min_epochs=plan.min_epochs,
             learning_rate=settings.learning_rate_init,
             learning_rate_schedule="constant"
             if incremental
@@ -495,6 +496,9 @@ class TableModel:
                 "n_rows": plan.n_rows,
                 "batch_size": plan.batch_size,
                 "max_iter": plan.max_epochs,
+                # The size rule's epochs, which an automatic plan runs at least
+                # (None: a fixed plan of max_iter).
+                "min_iter": plan.min_epochs,
                 "warmup_epochs": plan.warmup_epochs,
                 "max_steps": plan.max_steps,
                 "max_samples": plan.max_samples,

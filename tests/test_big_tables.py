@@ -33,25 +33,38 @@ def test_small_tables_keep_the_tuned_budget():
 
 
 @pytest.mark.parametrize(
-    "n_rows, batch_size, max_epochs",
-    [(100_000, 1024, 15), (1_000_000, 2048, 4), (10_000_000, 8192, 3)],
+    "n_rows, batch_size, min_epochs, max_epochs",
+    [
+        (5_000, 256, 88, 150),
+        (100_000, 1024, 15, 60),
+        (1_000_000, 2048, 4, 16),
+        (10_000_000, 8192, 3, 12),
+    ],
 )
 def test_large_tables_get_larger_batches_and_fewer_epochs(
-    n_rows, batch_size, max_epochs
+    n_rows, batch_size, min_epochs, max_epochs
 ):
+    # The size rule's epochs are the least the plan runs; it may run on to
+    # four times as many (at most 150) while the loss improves.
     plan = training.plan_budget(n_rows)
-    assert (plan.batch_size, plan.max_epochs) == (batch_size, max_epochs)
-    assert plan.warmup_epochs == pytest.approx(max_epochs / 15)
+    assert (plan.batch_size, plan.min_epochs, plan.max_epochs) == (
+        batch_size,
+        min_epochs,
+        max_epochs,
+    )
+    assert plan.warmup_epochs == pytest.approx(min_epochs / 15)
 
 
 def test_budget_grows_far_slower_than_the_rows():
-    samples = {n: training.plan_budget(n).max_samples for n in (10**4, 10**5, 10**6)}
-    # Ten times the rows: far less than ten times the samples seen.
+    plans = {n: training.plan_budget(n) for n in (10**4, 10**5, 10**6)}
+    samples = {n: plan.min_epochs * n for n, plan in plans.items()}
+    # Ten times the rows: far less than ten times the samples seen ...
     assert samples[10**5] < 3 * samples[10**4]
     assert samples[10**6] < 3 * samples[10**5]
     # ... while the number of steps stays in the range the digits needed.
-    for n in (10**4, 10**5, 10**6):
-        assert 1000 <= training.plan_budget(n).max_steps <= 5000
+    for plan in plans.values():
+        assert 1000 <= plan.min_epochs * plan.steps_per_epoch <= 5000
+        assert plan.max_epochs <= min(4 * plan.min_epochs, 150)
 
 
 def test_explicit_values_override_the_rule():
@@ -85,32 +98,79 @@ def test_a_tiny_table_is_not_stopped_by_a_few_noisy_epochs():
     assert hasty.n_iter_ < patient.n_iter_ == 150
 
 
-def test_default_fit_follows_its_plan_without_a_convergence_warning(monkeypatch):
+def fit_whose_loss(monkeypatch, improves):
     # Shrink the "small table" size so a quick fit exercises the growth rule.
     monkeypatch.setattr(training, "AUTO_SMALL_ROWS", 64)
+    monkeypatch.setattr(training, "still_improving", lambda losses: improves)
     X = np.random.RandomState(0).randn(1024, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         # (patience so long that only the plan ends training)
-        vae = VAETransformer(n_iter_no_change=1000, **TINY).fit(X)
-    # ratio 16: batch 128 * 4; ceil(150 * 64 * 16 ** 0.4 / 1024) = 29 epochs.
+        return VAETransformer(n_iter_no_change=1000, **TINY).fit(X)
+
+
+def test_default_fit_follows_its_plan_without_a_convergence_warning(monkeypatch):
+    # A loss that has plateaued: exactly the size rule's epochs, as a fixed
+    # plan of them would run.
+    vae = fit_whose_loss(monkeypatch, improves=False)
+    # ratio 16: batch 128 * 4; ceil(150 * 64 * 16 ** 0.4 / 1024) = 29 epochs,
+    # on to 4 * 29 = 116 while the loss improves.
     assert vae.training_plan_ == {
         "n_rows": 1024,
         "batch_size": 512,
-        "max_iter": 29,
+        "max_iter": 116,
+        "min_iter": 29,
         "warmup_epochs": pytest.approx(29 / 15),
-        "max_steps": 58,
-        "max_samples": 29 * 1024,
+        "max_steps": 232,
+        "max_samples": 116 * 1024,
         "n_iter_no_change": 1000,  # explicit, so kept
-        "cuda_graphs": False,  # a CPU fit, and only 58 steps
+        "cuda_graphs": False,  # a CPU fit
     }
     assert vae.n_iter_ == 29
+    rates = [record["learning_rate"] for record in vae.history_]
+    assert rates == [2e-3] * 20 + [5e-4] * 9  # the step at 70 %, as ever
     last = vae.history_[-1]
     assert (last["steps"], last["samples"]) == (58, 29 * 1024)
     assert last["seconds"] > 0
     assert last["rows_per_second"] == pytest.approx(last["samples"] / last["seconds"])
     steps = [record["steps"] for record in vae.history_]
     assert steps == [2 * (i + 1) for i in range(29)]
+
+
+def test_a_default_fit_whose_loss_improves_runs_on_to_its_cap(monkeypatch):
+    vae = fit_whose_loss(monkeypatch, improves=True)
+    assert vae.n_iter_ == 116
+    rates = [record["learning_rate"] for record in vae.history_]
+    # 70 % of the cap at the full rate (81 of 116), then the step down.
+    assert rates == [2e-3] * 81 + [5e-4] * 35
+
+
+def test_the_plateau_rule():
+    falling = list(np.linspace(50.0, 10.0, 40))
+    assert training.still_improving(falling)
+    flat_tail = list(np.linspace(50.0, 10.0, 20)) + [10.0] * 20
+    assert not training.still_improving(flat_tail)
+    # A tail whose best moves by a hair has stopped improving.
+    assert not training.still_improving(flat_tail[:-1] + [9.99999])
+    assert training.still_improving([5.0])  # too short to judge
+
+
+def test_the_schedule_grows_the_rest_with_the_full_rate_epochs():
+    config = training.TrainingConfig(
+        batch_size=8, max_epochs=40, tol=0, n_iter_no_change=99, min_epochs=10
+    )
+    schedule = training.EpochSchedule.of(config)
+    assert (schedule.full_rate, schedule.total) == (7, 10)
+    falling = list(np.linspace(50.0, 0.0, 41))
+    for done in range(1, 41):
+        schedule.update(done, falling[:done])
+    # 70 % of the cap at the full rate; the rest in the rule's proportion 3/7.
+    assert (schedule.full_rate, schedule.total) == (28, 40)
+    fixed = training.EpochSchedule.of(
+        training.TrainingConfig(batch_size=8, max_epochs=15, tol=0, n_iter_no_change=9)
+    )
+    fixed.update(11, falling[:11])
+    assert (fixed.full_rate, fixed.total) == (11, 15)
 
 
 def test_an_explicit_max_iter_that_is_reached_still_warns():

@@ -157,3 +157,24 @@ def test_train_starts_from_the_optimizers_rate_unless_told():
     stepped = config(max_epochs=15, learning_rate=0.04, learning_rate_schedule="step")
     rates = [learning_rate_at(epoch, stepped) for epoch in range(1, 16)]
     assert rates == [0.04] * 11 + [0.01] * 4  # 10.5 epochs round up, not to even
+
+
+def test_the_neighbour_term_compares_the_first_rows_of_a_large_batch():
+    # Its cost grows with the square of the rows: of a batch of 400 it reads
+    # the first NEIGHBOR_ROWS (256), the rest count in the ELBO only.
+    from skvae._neighbors import input_affinities, tsne_divergence
+    from skvae._training import NEIGHBOR_ROWS, Neighbors, minibatch_loss
+
+    assert NEIGHBOR_ROWS == 256
+    vae = make_vae()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 4, generator=generator)
+    noise = torch.randn(1, 400, 2, generator=generator)
+    neighbors = Neighbors(weight=3.0, perplexity=5.0)
+    with_term, _ = minibatch_loss(vae, x, noise, 1.0, neighbors=neighbors)
+    without, _ = minibatch_loss(vae, x, noise, 1.0)
+    mu, _ = vae.encode(x)
+    first = tsne_divergence(input_affinities(x[:256], 5.0), mu[:256])
+    whole = tsne_divergence(input_affinities(x, 5.0), mu)
+    torch.testing.assert_close(with_term - without, 3.0 * first)
+    assert abs(float(first - whole)) > 1e-3  # the two differ: the cap is seen

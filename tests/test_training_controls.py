@@ -323,7 +323,8 @@ def test_progress_bar_shows_losses_and_validation(X_small, capsys):
     out = capsys.readouterr().out
     # The plan first: 300 rows less the 30 held out, batches of 32.
     assert out.startswith(
-        "VAETransformer plan: 270 rows, batch 32, 3 epochs = 27 steps, 810 samples"
+        "VAETransformer plan: 270 rows, batch 32, 3 epochs: at most 27 steps, "
+        "810 samples"
     )
     last = out.split("\r")[-1]
     parts = ("epoch 3/3", "step 27/27", "rows/s", "left 0:00", "loss", "recon")
