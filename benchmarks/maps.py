@@ -52,9 +52,9 @@ from sklearn.preprocessing import StandardScaler
 DEFAULT_SETTINGS = [
     {},
     {"placement": "neighbors"},
-    {"neighbor_weight": 64.0, "input_noise": 0.6, "beta": 0.25},
+    {"input_noise": 0.6, "beta": 0.25, "placement": "neighbors"},
     {
-        "neighbor_weight": 64.0,
+        "neighbor_weight": 16.0,
         "input_noise": 0.6,
         "beta": 0.25,
         "placement": "neighbors",

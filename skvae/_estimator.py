@@ -296,7 +296,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         reads (openTSNE's ``transform``: 50 Adam steps per row, each row on its
         own). The encoder generalises its neighbourhoods less well to new rows
         than it fits them on the training rows; on the digits' held-out rows
-        this raised the map's 5-NN accuracy from 0.83 to 0.93 with the
+        this raised the map's 5-NN accuracy from 0.83 to 0.94 with the
         defaults (``benchmarks/maps.py``). The fit then keeps a random sample
         of up to 10,000 training rows (as the encoder reads them, at most
         64 MiB) and their codes in the model. :meth:`transform`'s codes are

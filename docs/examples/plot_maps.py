@@ -43,7 +43,7 @@ models = {
     "skvae defaults": VAETransformer(**short),
     'placement="neighbors"': VAETransformer(placement="neighbors", **short),
     "map setting": VAETransformer(
-        neighbor_weight=64,
+        neighbor_weight=16,
         input_noise=0.6,
         beta=0.25,
         placement="neighbors",
