@@ -30,6 +30,7 @@ BELOW_THE_MODEL = [
     "_marginals",
     "_conditional",
     "_neighbors",
+    "_placement",
 ]
 MODEL_AND_BELOW = ["_model", *BELOW_THE_MODEL]
 
