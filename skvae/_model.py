@@ -535,15 +535,11 @@ class TableModel:
         dtype = (
             X.dtype if isinstance(X, np.ndarray) or sparse.issparse(X) else np.float64
         )
-        if placement is not None:
-            results = self._place(X, handle_unknown, return_std, placement)
-            for result in results:
-                self._refuse_non_finite(result, "transform", X)
-            results = [result.astype(dtype, copy=False) for result in results]
-            return tuple(results) if return_std else results[0]
         if sparse.issparse(X) and X.shape[0] <= NUMPY_PATH_MAX_ROWS:
             X = X.toarray()  # a few rows: the numpy path below
-        if (
+        if placement is not None:
+            results = self._place(X, handle_unknown, return_std, placement)
+        elif (
             X.shape[0] <= NUMPY_PATH_MAX_ROWS
             and self.device.type == "cpu"
             and self.module.encoder.reads_values_as_they_are
@@ -584,9 +580,11 @@ class TableModel:
             torch.from_numpy(self.reference.codes).to(device),
         )
 
+        encoder = self.module.encoder
+
         def encode(data):
-            inputs = self._encoder_inputs(data)
-            mu, log_var = self.module.encoder(data.targets, data.observed)
+            inputs = encoder.read(data.targets, data.observed)
+            mu, log_var = encoder.from_read(inputs)
             codes = place(inputs, mu, reference, perplexity)
             return (codes, torch.exp(0.5 * log_var)) if return_std else codes
 
@@ -597,13 +595,6 @@ class TableModel:
             inference_batch_rows(self.module, device, input_width=_dense_width(X)),
         )
 
-    def _encoder_inputs(self, data):
-        """The rows of ``data`` as the encoder's first layer reads them."""
-        reader = self.module.encoder.reader
-        if reader is None:
-            return data.targets
-        return reader(data.targets, data.observed)
-
     def fit_reference(self, X, rows=None):
         """Keep (up to ``reference_rows`` of) the ``rows`` of `X` (None: all),
         as the encoder reads them, with their codes: what
@@ -613,11 +604,14 @@ class TableModel:
         n_rows = X.shape[0] if rows is None else len(rows)
         width = self.module.encoder.net[0].in_features
         part = _sample_rows(X, rows, rng, reference_rows(n_rows, width))
+        encoder = self.module.encoder
+
+        def read_and_encode(data):
+            inputs = encoder.read(data.targets, data.observed)
+            return inputs.float(), encoder.from_read(inputs)[0]
+
         inputs, codes = map_batches(
-            lambda data: (
-                self._encoder_inputs(data).float(),
-                self.module.encoder(data.targets, data.observed)[0].float(),
-            ),
+            read_and_encode,
             part.shape[0],
             self._batches_of(part, "missing"),
             inference_batch_rows(self.module, self.device),

@@ -226,11 +226,17 @@ class Encoder(nn.Module):
         self.net = make_mlp(sizes, activation, generator)
 
     def forward(self, x, observed=None):
-        if self.reader is not None:
-            x = self.reader(x, observed)
+        return self.from_read(self.read(x, observed))
+
+    def read(self, x, observed=None):
+        """The rows as the network's first layer reads them."""
+        return x if self.reader is None else self.reader(x, observed)
+
+    def from_read(self, inputs):
+        """(mu, log_var) of rows already ``read``."""
         # float32 out (a no-op unless a bfloat16 autocast is on), so that the
         # KL and the reparameterisation keep their precision.
-        mu, log_var = self.net(x).float().chunk(2, dim=1)
+        mu, log_var = self.net(inputs).float().chunk(2, dim=1)
         return mu, log_var
 
     @property

@@ -454,11 +454,9 @@ class Neighbors:
 def _loss_with_neighbors(model, x, noise, beta, encoder_input, neighbors):
     x = as_model_data(x)
     mu, log_lik, kl = _elbo_parts(model, x, noise, encoder_input)
-    reader = model.encoder.reader
     compared = slice(0, NEIGHBOR_ROWS)
-    targets = x.targets[compared]
     observed = None if x.observed is None else x.observed[compared]
-    inputs = targets if reader is None else reader(targets, observed)
+    inputs = model.encoder.read(x.targets[compared], observed)
     divergence = tsne_divergence(
         input_affinities(inputs, neighbors.perplexity), mu[compared].float()
     )
